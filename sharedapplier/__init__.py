@@ -1,0 +1,1 @@
+"""sharedapplier: RIOS-compatible raster block processing."""

@@ -1,0 +1,164 @@
+"""The exception classes of sharedapplier, under RIOS's names.
+
+Every error we raise on purpose derives from :class:`RiosError`, so a caller can catch
+them all at once; the message names the file, option or output involved and the fix.
+"""
+import inspect
+import sys
+
+
+class RiosError(Exception):
+    """Base class of every sharedapplier error."""
+
+
+class FileOpenError(RiosError):
+    """A file could not be opened (missing, unreadable, or not a raster/vector)."""
+
+
+class ImageOpenError(FileOpenError):
+    """An output image could not be created or written."""
+
+
+class ParameterError(RiosError):
+    """A parameter has an invalid value."""
+
+
+class GDALLayerNumberError(RiosError):
+    """A layer (band) number is out of range."""
+
+
+class ResampleNeededError(RiosError):
+    """Inputs are not on one pixel grid and no reference was given."""
+
+
+class OutsideImageBoundsError(RiosError):
+    """A request lies outside the image."""
+
+
+class GdalWarpError(RiosError):
+    """Building a warped VRT failed."""
+
+
+class ThematicError(RiosError):
+    """A thematic-layer operation failed."""
+
+
+class ProcessCancelledError(RiosError):
+    """The progress object reported a cancellation."""
+
+
+class KeysMismatch(RiosError):
+    """Two collections do not have the same keys."""
+
+
+class MismatchedListLengthsError(RiosError):
+    """Two lists that must have equal length do not."""
+
+
+class AttributeTableColumnError(RiosError):
+    """A raster attribute table column is missing or invalid."""
+
+
+class AttributeTableTypeError(RiosError):
+    """A raster attribute table column type is invalid or cannot be inferred."""
+
+
+class ArrayShapeError(RiosError):
+    """An array does not have the shape required."""
+
+
+class TypeConversionError(RiosError):
+    """A data type cannot be converted."""
+
+
+class VectorAttributeError(RiosError):
+    """A vector attribute is missing or invalid."""
+
+
+class VectorGeometryTypeError(RiosError):
+    """A vector geometry type is not supported."""
+
+
+class VectorProjectionError(RiosError):
+    """A vector's projection is missing or unusable."""
+
+
+class VectorRasterizationError(RiosError):
+    """Rasterising a vector layer failed."""
+
+
+class VectorLayerError(RiosError):
+    """A vector layer cannot be found or opened."""
+
+
+class WrongControlsObject(RiosError):
+    """A controls object of the wrong class was given."""
+
+
+class RatBlockLengthError(RiosError):
+    """Columns written in one ratapplier block have different lengths."""
+
+
+class RatMismatchError(RiosError):
+    """Input raster attribute tables have different row counts."""
+
+
+class IntersectionError(RiosError):
+    """Inputs have no area in common."""
+
+
+class JobMgrError(RiosError):
+    """A batch-job manager failed to submit or track a job."""
+
+
+class ColorTableGenerationError(RiosError):
+    """A colour table could not be generated."""
+
+
+class PermissionError(RiosError):  # noqa: A001 - RIOS's name, part of the interface
+    """A file or directory could not be written."""
+
+
+class TimeoutError(RiosError):  # noqa: A001 - RIOS's name, part of the interface
+    """A wait ran past its timeout; the message names the option to raise."""
+
+
+class UnavailableError(RiosError):
+    """A feature needs a package or program that is not available."""
+
+
+class WorkerExceptionError(RiosError):
+    """An exception was raised in a worker; the message carries its traceback."""
+
+
+class SinglePassActionsError(RiosError):
+    """A single-pass statistics, histogram or pyramid request cannot be honoured."""
+
+
+class ECSError(RiosError):
+    """An AWS ECS operation failed."""
+
+
+class SharedMemoryError(RiosError):
+    """Shared memory for the engine's slabs cannot be had (e.g. /dev/shm too small)."""
+
+
+deprecationAlreadyWarned = set()
+
+
+def deprecationWarning(msg, stacklevel=2):
+    """Print a deprecation warning to stderr, once per call site.
+
+    The call site is the frame ``stacklevel`` levels above this function.
+    """
+    frame = inspect.currentframe()
+    for _ in range(stacklevel):
+        frame = frame.f_back if frame is not None else None
+    if frame is None:
+        location = ("sys", 1)
+    else:
+        location = (frame.f_code.co_filename, frame.f_lineno)
+    if location in deprecationAlreadyWarned:
+        return
+    deprecationAlreadyWarned.add(location)
+    print(f"{location[0]} (line {location[1]}):\n    WARNING: {msg}", file=sys.stderr)

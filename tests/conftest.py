@@ -1,0 +1,72 @@
+"""Shared pytest fixtures: real raster files written by GDAL, and a /dev/shm leak check."""
+import os
+
+import numpy as np
+import pytest
+from osgeo import gdal, gdal_array, osr
+
+gdal.UseExceptions()
+
+DEFAULT_GT = (500000.0, 10.0, 0.0, 7000000.0, 0.0, -10.0)
+DEFAULT_EPSG = 32755
+
+
+def write_raster(path, array, geotransform=DEFAULT_GT, epsg=DEFAULT_EPSG, nodata=None,
+                 driver="GTiff", options=None, thematic=False, wkt=None):
+    """Write a 3-D (bands, rows, cols) or 2-D numpy array to a real file with GDAL."""
+    array = np.asarray(array)
+    if array.ndim == 2:
+        array = array[np.newaxis]
+    nbands, nrows, ncols = array.shape
+    gdaltype = gdal_array.NumericTypeCodeToGDALTypeCode(array.dtype)
+    drv = gdal.GetDriverByName(driver)
+    ds = drv.Create(str(path), ncols, nrows, nbands, gdaltype, options or [])
+    ds.SetGeoTransform(geotransform)
+    if wkt is None:
+        sr = osr.SpatialReference()
+        sr.ImportFromEPSG(epsg)
+        wkt = sr.ExportToWkt()
+    ds.SetProjection(wkt)
+    for i in range(nbands):
+        band = ds.GetRasterBand(i + 1)
+        band.WriteArray(array[i])
+        if nodata is not None:
+            value = nodata[i] if isinstance(nodata, (list, tuple)) else nodata
+            if value is not None:
+                band.SetNoDataValue(value)
+        if thematic:
+            band.SetMetadataItem("LAYER_TYPE", "thematic")
+    ds.FlushCache()
+    ds = None
+    return str(path)
+
+
+def read_raster(path):
+    """Read a whole file as a (bands, rows, cols) array."""
+    ds = gdal.Open(str(path))
+    arr = ds.ReadAsArray()
+    if arr.ndim == 2:
+        arr = arr[np.newaxis]
+    return arr
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
+
+
+def _our_shm_segments():
+    try:
+        names = os.listdir("/dev/shm")
+    except FileNotFoundError:
+        return set()
+    return {n for n in names if n.startswith("sa_")}
+
+
+@pytest.fixture
+def no_shm_leak():
+    """Fail the test if it leaves one of our shared-memory segments in /dev/shm."""
+    before = _our_shm_segments()
+    yield
+    left = _our_shm_segments() - before
+    assert not left, f"shared-memory segments left behind: {sorted(left)}"
