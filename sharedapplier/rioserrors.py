@@ -162,3 +162,10 @@ def deprecationWarning(msg, stacklevel=2):
         return
     deprecationAlreadyWarned.add(location)
     print(f"{location[0]} (line {location[1]}):\n    WARNING: {msg}", file=sys.stderr)
+
+
+class OutputMissingError(RiosError, KeyError):
+    """The user function did not set one of the outputs (also a ``KeyError``, as in RIOS)."""
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else ""

@@ -1,0 +1,219 @@
+"""``apply()``: run a user function over every block of aligned rasters (RIOS's API).
+
+``apply`` gathers the inputs' metadata, builds the working grid and the block list, then
+hands the blocks to the engine (:mod:`sharedapplier.engine`) in the concurrency style the
+controls ask for. Every name a RIOS script reaches through ``rios.applier`` is here.
+"""
+from __future__ import annotations
+
+import os
+import queue  # noqa: F401 - RIOS exposes these modules on applier
+import signal  # noqa: F401
+import sys  # noqa: F401
+
+import numpy  # noqa: F401
+from osgeo import gdal
+
+from . import calcstats, rioserrors  # noqa: F401
+from .calcstats import (  # noqa: F401
+    DEFAULT_MINOVERVIEWDIM,
+    DEFAULT_OVERVIEWAGGREGRATIONTYPE,
+    DEFAULT_OVERVIEWLEVELS,
+    SinglePassManager,
+)
+from .const import (  # noqa: F401
+    BOUNDS_FROM_REFERENCE,
+    DEFAULT_AUTOCOLORTABLETYPE,
+    DEFAULT_RESAMPLEMETHOD,
+    DEFAULTCREATIONOPTIONS,
+    DEFAULTDRIVERNAME,
+    DEFAULTFOOTPRINT,
+    DEFAULTLOGGINGSTREAM,
+    DEFAULTOVERLAP,
+    DEFAULTWINDOWXSIZE,
+    DEFAULTWINDOWYSIZE,
+    INTERSECTION,
+    UNION,
+    dfltDriverOptions,
+)
+from .controls import ApplierControls
+from .engine import runBlocks
+from .engine.job import ComputeJob
+from .engine.writer import ApplierProgress  # noqa: F401
+from .fileinfo import ImageInfo, VectorFileInfo
+from .imagereader import prepareInputs
+from .imagewriter import OutputWriter, checkOutputWritable
+from .pixelgrid import PixelGridDefn, findCommonRegion, fixProjectionWkt, pixelGridFromFile
+from .readerinfo import makeReaderInfo  # noqa: F401
+from .structures import (  # noqa: F401
+    CW_AWSBATCH,
+    CW_ECS,
+    CW_NONE,
+    CW_PBS,
+    CW_PROCESSES,
+    CW_SLURM,
+    CW_SUBPROC,
+    CW_THREADS,
+    ApplierBlockDefn,
+    ApplierReturn,
+    BlockAssociations,
+    BlockBuffer,
+    ConcurrencyStyle,
+    FilenameAssociations,
+    OtherInputs,
+    RasterizationMgr,
+    TempfileManager,
+    Timers,
+    WorkerErrorRecord,
+)
+
+_FOOTPRINT_NAMES = {INTERSECTION: "INTERSECTION", UNION: "UNION",
+                    BOUNDS_FROM_REFERENCE: "BOUNDS_FROM_REFERENCE"}
+
+
+def apply(userFunction, infiles, outfiles, otherArgs=None, controls=None) -> ApplierReturn:
+    """Call ``userFunction(info, inputs, outputs[, otherArgs])`` on every block.
+
+    Inputs are read onto one working grid (reprojected or resampled when needed), outputs
+    are created on that grid and finished with statistics, histograms and pyramids.
+    Returns an :class:`ApplierReturn` with the timings and the otherArgs copies.
+    """
+    hadExceptions = gdal.GetUseExceptions()
+    gdal.UseExceptions()
+    try:
+        return _apply(userFunction, infiles, outfiles, otherArgs, controls)
+    finally:
+        if not hadExceptions:
+            gdal.DontUseExceptions()
+
+
+def _apply(userFunction, infiles, outfiles, otherArgs, controls):
+    if controls is None:
+        controls = ApplierControls()
+    controls._checks(infiles, outfiles)
+    for _, _, filename in outfiles:
+        checkOutputWritable(filename)
+    allInfo = readAllImgInfo(infiles)
+    workinggrid = makeWorkingGrid(infiles, allInfo, controls)
+    blockList = makeBlockList(workinggrid, controls)
+    timings = Timers(worker="main")
+    rtn = ApplierReturn()
+    with TempfileManager(controls.tempdir) as tmpfileMgr:
+        with timings.interval("walltime"):
+            specs = prepareInputs(infiles, allInfo, workinggrid, controls, tmpfileMgr)
+            singlePassMgr = SinglePassManager(outfiles, controls, workinggrid, tmpfileMgr)
+            writer = OutputWriter(outfiles, controls, workinggrid, singlePassMgr, timings)
+            job = ComputeJob(userFunction, infiles, outfiles, otherArgs, workinggrid, blockList,
+                             specs, controls.windowxsize, controls.windowysize,
+                             controls.overlap, controls.concurrency, controls.loggingstream)
+            try:
+                rtn.otherArgsList = runBlocks(job, writer, controls, timings)
+                writer.close()
+            except BaseException:
+                writer.discard()
+                raise
+    rtn.timings = timings
+    rtn.workinggrid = workinggrid
+    rtn.singlePassMgr = singlePassMgr
+    return rtn
+
+
+def _openInput(name, filename):
+    """Metadata of one input: a raster if GDAL can open it, else a vector."""
+    if "://" not in filename and not filename.startswith("/vsi") and \
+            not os.path.exists(filename):
+        raise rioserrors.FileOpenError(
+            f"Unable to open '{filename}' (input '{name}'): the file does not exist")
+    try:
+        return ImageInfo(filename)
+    except (rioserrors.FileOpenError, RuntimeError) as rasterError:
+        try:
+            info = VectorFileInfo(filename)
+        except (rioserrors.RiosError, RuntimeError):
+            raise rioserrors.FileOpenError(
+                f"Unable to open '{filename}' (input '{name}'): GDAL reads it neither as a "
+                f"raster nor as a vector ({rasterError})") from rasterError
+        info.isVector = True
+        return info
+
+
+def readAllImgInfo(infiles) -> dict:
+    """Metadata of every input, keyed by (symbolicName, seqNum), in infiles order."""
+    return {(name, seqNum): _openInput(name, filename) for name, seqNum, filename in infiles}
+
+
+def _gridOf(info) -> PixelGridDefn:
+    return PixelGridDefn(geotransform=info.transform, nrows=info.nrows, ncols=info.ncols,
+                         projection=fixProjectionWkt(info.projection))
+
+
+def _referenceGrid(infiles, allInfo, controls):
+    if controls.referencePixgrid is not None:
+        return controls.referencePixgrid
+    ref = controls.referenceImage
+    if ref is None:
+        return None
+    match = None
+    for name, seqNum, filename in infiles:
+        if ref in (name, filename) and not getattr(allInfo[(name, seqNum)], "isVector", False):
+            match = allInfo[(name, seqNum)]
+    if match is not None:
+        return PixelGridDefn(geotransform=match.transform, nrows=match.nrows, ncols=match.ncols,
+                             projection=match.projection)
+    if not os.path.exists(ref):
+        raise rioserrors.FileOpenError(
+            f"Reference image '{ref}' is neither an input name nor an existing file")
+    return pixelGridFromFile(ref)
+
+
+def checkAllMatch(pixgridList, refPixGrid, filenames=None):
+    """Raise ResampleNeededError unless every grid is on the reference's pixel grid."""
+    for i, grid in enumerate(pixgridList):
+        if not (grid.isComparable(refPixGrid) and refPixGrid.alignedWith(grid)):
+            which = f" ('{filenames[i]}')" if filenames else ""
+            raise rioserrors.ResampleNeededError(
+                f"Input {i}{which} is not on the same pixel grid as the first input (pixel "
+                "size, projection or alignment differ); supply a reference image or pixel "
+                "grid with setReferenceImage or setReferencePixgrid to resample onto it")
+
+
+def makeWorkingGrid(infiles, allInfo, controls) -> PixelGridDefn:
+    """The pixel grid every block is read and written on."""
+    rasters = [(filename, allInfo[(name, seqNum)]) for name, seqNum, filename in infiles
+               if not getattr(allInfo[(name, seqNum)], "isVector", False)]
+    candidates = [_gridOf(info) for _, info in rasters]
+    ref = _referenceGrid(infiles, allInfo, controls)
+    if ref is None:
+        if not candidates:
+            raise rioserrors.ParameterError(
+                "There are no raster inputs to define a pixel grid; supply one with "
+                "setReferenceImage or setReferencePixgrid")
+        checkAllMatch(candidates, candidates[0], [f for f, _ in rasters])
+        ref = candidates[0]
+    if controls.footprint == BOUNDS_FROM_REFERENCE:
+        return ref
+    if controls.filesforextent is not None:
+        extentGrids = [pixelGridFromFile(f) for f in controls.filesforextent]
+        names = list(controls.filesforextent)
+    else:
+        extentGrids = candidates
+        names = [f for f, _ in rasters]
+    if not extentGrids:
+        raise rioserrors.ParameterError(
+            "Only vector inputs: use setFootprintType(BOUNDS_FROM_REFERENCE) with a reference "
+            "image or pixel grid")
+    try:
+        return findCommonRegion(extentGrids, ref, controls.footprint)
+    except rioserrors.IntersectionError as e:
+        raise rioserrors.IntersectionError(
+            f"The inputs have no area in common ({', '.join(names)}) under the "
+            f"{_FOOTPRINT_NAMES[controls.footprint]} footprint; check their extents and "
+            "projections, or use setFootprintType(UNION)") from e
+
+
+def makeBlockList(workinggrid, controls) -> list[ApplierBlockDefn]:
+    """Blocks tiling the working grid row by row; edge blocks are truncated."""
+    nrows, ncols = workinggrid.getDimensions()
+    wx, wy = controls.windowxsize, controls.windowysize
+    return [ApplierBlockDefn(top, left, min(wy, nrows - top), min(wx, ncols - left))
+            for top in range(0, nrows, wy) for left in range(0, ncols, wx)]

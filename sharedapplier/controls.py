@@ -1,0 +1,244 @@
+"""``ApplierControls``: every option of a run, global or per image (RIOS names and defaults).
+
+Setters only store; :meth:`ApplierControls._checks` validates against the files at the start
+of :func:`sharedapplier.applier.apply`.
+"""
+import sys
+from typing import Any
+
+import numpy
+
+from . import const
+from .structures import ConcurrencyStyle
+
+# option name -> (default, can be set per image)
+_OPTIONS: dict[str, Any] = {
+    "drivername": lambda: const.DEFAULTDRIVERNAME,
+    "creationoptions": None,
+    "overlap": lambda: const.DEFAULTOVERLAP,
+    "windowxsize": lambda: const.DEFAULTWINDOWXSIZE,
+    "windowysize": lambda: const.DEFAULTWINDOWYSIZE,
+    "footprint": lambda: const.DEFAULTFOOTPRINT,
+    "filesforextent": None,
+    "referenceImage": None,
+    "referencePixgrid": None,
+    "progress": None,
+    "statsIgnore": 0,
+    "inputnodata": None,
+    "calcStats": True,
+    "omitPyramids": False,
+    "omitBasicStats": False,
+    "omitHistogram": False,
+    "overviewLevels": lambda: const.DEFAULT_OVERVIEWLEVELS,
+    "overviewMinDim": lambda: const.DEFAULT_MINOVERVIEWDIM,
+    "overviewAggType": None,
+    "singlePassPyramids": None,
+    "singlePassBasicStats": None,
+    "singlePassHistogram": None,
+    "thematic": False,
+    "layernames": None,
+    "tempdir": ".",
+    "resampleMethod": lambda: const.DEFAULT_RESAMPLEMETHOD,
+    "concurrency": lambda: ConcurrencyStyle(),
+    "autoColorTableType": lambda: const.DEFAULT_AUTOCOLORTABLETYPE,
+    "allowOverviewsGdalwarp": False,
+    "approxStats": False,
+    "layerselection": None,
+    "jobName": None,
+    "callBeforeClose": None,
+    "burnvalue": 1,
+    "burnattribute": None,
+    "vectornull": 0,
+    "filtersql": None,
+    "alltouched": False,
+    "vectordatatype": numpy.uint8,
+    "vectorlayer": 0,
+}
+
+
+class ApplierControls:
+    """All the options of one :func:`apply` run.
+
+    A value set with ``imagename=`` (or ``vectorname=``) applies only to that symbolic
+    name of infiles/outfiles and overrides the global value.
+    """
+
+    def __init__(self):
+        for option, default in _OPTIONS.items():
+            setattr(self, option, default() if callable(default) else default)
+        self.loggingstream = sys.stdout
+        self.optionsByImage: dict[str, dict[str, Any]] = {}
+
+    # --- generic per-image storage -------------------------------------------------
+    def setOptionForImagename(self, option: str, imagename: str | None, value: Any) -> None:
+        """Set ``option`` globally (``imagename`` None) or for one symbolic name."""
+        if imagename is None:
+            setattr(self, option, value)
+        else:
+            self.optionsByImage.setdefault(option, {})[imagename] = value
+
+    def getOptionForImagename(self, option: str, imagename: str | None) -> Any:
+        """The value of ``option`` for ``imagename``: its own if set, else the global one."""
+        perImage = self.optionsByImage.get(option, {})
+        if imagename in perImage:
+            return perImage[imagename]
+        return getattr(self, option)
+
+    # --- global-only setters -------------------------------------------------------
+    def setOverlap(self, overlap: int) -> None:
+        self.overlap = overlap
+
+    def setWindowXsize(self, windowxsize: int) -> None:
+        self.windowxsize = windowxsize
+
+    def setWindowYsize(self, windowysize: int) -> None:
+        self.windowysize = windowysize
+
+    def setWindowSize(self, windowxsize: int, windowysize: int) -> None:
+        self.windowxsize = windowxsize
+        self.windowysize = windowysize
+
+    def setFootprintType(self, footprint: int) -> None:
+        self.footprint = footprint
+
+    def setFilesForExtent(self, filesforextent: list[str]) -> None:
+        self.filesforextent = filesforextent
+
+    def setReferenceImage(self, referenceImage: str) -> None:
+        self.referenceImage = referenceImage
+
+    def setReferencePixgrid(self, referencePixgrid) -> None:
+        self.referencePixgrid = referencePixgrid
+
+    def setProgress(self, progress) -> None:
+        self.progress = progress
+
+    def setTempdir(self, tempdir: str) -> None:
+        self.tempdir = tempdir
+
+    def setConcurrencyStyle(self, concurrencyStyle: ConcurrencyStyle) -> None:
+        self.concurrency = concurrencyStyle
+
+    def setJobName(self, jobName: str) -> None:
+        self.jobName = jobName
+
+    def setAllowOverviewsGdalwarp(self, allowOverviewsGdalwarp: bool) -> None:
+        self.allowOverviewsGdalwarp = allowOverviewsGdalwarp
+
+    # --- per-image setters ---------------------------------------------------------
+    def setOutputDriverName(self, drivername: str, imagename: str | None = None) -> None:
+        self.setOptionForImagename("drivername", imagename, drivername)
+
+    def setCreationOptions(self, creationoptions: list[str], imagename: str | None = None) -> None:
+        self.setOptionForImagename("creationoptions", imagename, creationoptions)
+
+    def setStatsIgnore(self, statsIgnore, imagename: str | None = None) -> None:
+        self.setOptionForImagename("statsIgnore", imagename, statsIgnore)
+
+    def setInputNoDataValue(self, nodataValue, imagename: str | None = None) -> None:
+        self.setOptionForImagename("inputnodata", imagename, nodataValue)
+
+    def setCalcStats(self, calcStats: bool, imagename: str | None = None) -> None:
+        """Obsolete switch: sets the three omit options to ``not calcStats``."""
+        for option in ("omitPyramids", "omitBasicStats", "omitHistogram"):
+            self.setOptionForImagename(option, imagename, not calcStats)
+
+    def setOmitPyramids(self, omitPyramids: bool, imagename: str | None = None) -> None:
+        self.setOptionForImagename("omitPyramids", imagename, omitPyramids)
+
+    def setOmitBasicStats(self, omitBasicStats: bool, imagename: str | None = None) -> None:
+        self.setOptionForImagename("omitBasicStats", imagename, omitBasicStats)
+
+    def setOmitHistogram(self, omitHistogram: bool, imagename: str | None = None) -> None:
+        self.setOptionForImagename("omitHistogram", imagename, omitHistogram)
+
+    def setOverviewLevels(self, overviewLevels: list[int], imagename: str | None = None) -> None:
+        self.setOptionForImagename("overviewLevels", imagename, overviewLevels)
+
+    def setOverviewMinDim(self, overviewMinDim: int, imagename: str | None = None) -> None:
+        self.setOptionForImagename("overviewMinDim", imagename, overviewMinDim)
+
+    def setOverviewAggregationType(self, overviewAggType: str, imagename: str | None = None) -> None:
+        self.setOptionForImagename("overviewAggType", imagename, overviewAggType)
+
+    def setSinglePassPyramids(self, singlePassPyramids, imagename: str | None = None) -> None:
+        self.setOptionForImagename("singlePassPyramids", imagename, singlePassPyramids)
+
+    def setSinglePassBasicStats(self, singlePassBasicStats, imagename: str | None = None) -> None:
+        self.setOptionForImagename("singlePassBasicStats", imagename, singlePassBasicStats)
+
+    def setSinglePassHistogram(self, singlePassHistogram, imagename: str | None = None) -> None:
+        self.setOptionForImagename("singlePassHistogram", imagename, singlePassHistogram)
+
+    def setThematic(self, thematicFlag: bool, imagename: str | None = None) -> None:
+        self.setOptionForImagename("thematic", imagename, thematicFlag)
+
+    def setLayerNames(self, layerNames: list[str], imagename: str | None = None) -> None:
+        self.setOptionForImagename("layernames", imagename, layerNames)
+
+    def setResampleMethod(self, resampleMethod: str, imagename: str | None = None) -> None:
+        self.setOptionForImagename("resampleMethod", imagename, resampleMethod)
+
+    def setAutoColorTableType(self, autoColorTableType: str, imagename: str | None = None) -> None:
+        self.setOptionForImagename("autoColorTableType", imagename, autoColorTableType)
+
+    def setApproxStats(self, approxStats: bool, imagename: str | None = None) -> None:
+        self.setOptionForImagename("approxStats", imagename, approxStats)
+
+    def selectInputImageLayers(self, layerselection: list[int], imagename: str | None = None) -> None:
+        self.setOptionForImagename("layerselection", imagename, layerselection)
+
+    def setCallBeforeClose(self, func, args=(), imagename: str | None = None) -> None:
+        self.setOptionForImagename("callBeforeClose", imagename, (func, args))
+
+    def setBurnValue(self, burnvalue, vectorname: str | None = None) -> None:
+        self.setOptionForImagename("burnvalue", vectorname, burnvalue)
+
+    def setBurnAttribute(self, burnattribute: str, vectorname: str | None = None) -> None:
+        self.setOptionForImagename("burnattribute", vectorname, burnattribute)
+
+    def setVectorNull(self, vectornull, vectorname: str | None = None) -> None:
+        self.setOptionForImagename("vectornull", vectorname, vectornull)
+
+    def setFilterSQL(self, filtersql: str, vectorname: str | None = None) -> None:
+        self.setOptionForImagename("filtersql", vectorname, filtersql)
+
+    def setAlltouched(self, alltouched: bool, vectorname: str | None = None) -> None:
+        self.setOptionForImagename("alltouched", vectorname, alltouched)
+
+    def setVectorDatatype(self, vectordatatype, vectorname: str | None = None) -> None:
+        self.setOptionForImagename("vectordatatype", vectorname, vectordatatype)
+
+    def setVectorlayer(self, vectorlayer, vectorname: str | None = None) -> None:
+        self.setOptionForImagename("vectorlayer", vectorname, vectorlayer)
+
+    # --- validation ------------------------------------------------------------------
+    def _checks(self, infiles, outfiles) -> None:
+        """Validate the options against the files of a run; raise ``ValueError`` if wrong."""
+        names = set(vars(infiles)) | set(vars(outfiles))
+        for option, perImage in self.optionsByImage.items():
+            for imagename in perImage:
+                if imagename not in names:
+                    raise ValueError(
+                        f"Option '{option}' was set for image '{imagename}', which is not a "
+                        f"name in infiles or outfiles (names: {sorted(names)})")
+        for name in vars(outfiles):
+            approx = self.getOptionForImagename("approxStats", name)
+            if approx and self.getOptionForImagename("thematic", name):
+                print(f"Warning: approximate statistics for thematic output '{name}' may "
+                      "give a wrong histogram", file=sys.stderr)
+            if approx and self.getOptionForImagename("omitPyramids", name):
+                raise ValueError(
+                    f"Output '{name}': approxStats needs pyramid layers; do not combine "
+                    "setApproxStats(True) with setOmitPyramids(True)")
+        if self.footprint not in (const.INTERSECTION, const.UNION, const.BOUNDS_FROM_REFERENCE):
+            raise ValueError(
+                f"Footprint type {self.footprint!r} is not INTERSECTION, UNION or "
+                "BOUNDS_FROM_REFERENCE")
+        if len(infiles) == 0:
+            if self.footprint != const.BOUNDS_FROM_REFERENCE:
+                raise ValueError("With no input files the footprint must be "
+                                 "BOUNDS_FROM_REFERENCE (setFootprintType)")
+            if self.referenceImage is None and self.referencePixgrid is None:
+                raise ValueError("With no input files a reference image or pixel grid is "
+                                 "needed (setReferenceImage or setReferencePixgrid)")

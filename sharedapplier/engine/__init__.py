@@ -1,0 +1,42 @@
+"""The block engine: read workers, compute workers and one writer sharing memory slabs.
+
+Data flows one way, read -> compute -> write, through slots of shared memory::
+
+    main process                                         compute workers (CW_PROCESSES:
+    ------------                                         spawned processes; CW_THREADS:
+                                                         threads of the main process)
+    read threads ----GDAL ReadAsArray(buf_obj)-----+
+    (or each compute process reads for itself)     |
+                                                   v
+         +------------------- input slab ------------------------+
+         | slot 0 | slot 1 | ... | slot n-1 |   one block each,   |
+         +---------------------------------+   every input,      |
+              ^ free sem (free slots)          margin included   |
+              |                                                   |
+              |       ready sem (input-complete slots) ------> worker takes the lowest
+              |                                                ready block, calls the user
+              |                                                function on zero-copy views
+         +------------------- output slab -----------------------+
+         | slot 0 | slot 1 | ... | slot n-1 |  <- worker copies its outputs in (one copy)
+         +----------------------------------+
+              ^                                     worker --("done", slot, block)--> pipe
+              |                                                                       |
+    writer (main thread) <------------------------------------------------------------+
+    writes slots in block order from their views (GDAL), single-pass stats, then frees
+    the slot (free sem).
+
+    header segment: per slot (state FREE/FILLING/READY/COMPUTING/COMPUTED, block, worker)
+    and the run counters; changed only under the run's lock.
+
+Who owns what: the main process creates and unlinks every segment (names start with
+``sa_<pid>_<random>_``) and every semaphore; workers attach by name, untracked. Only slot
+numbers and small control messages cross pipes, never pixels. The main process waits on
+the workers' pipes and process sentinels together, so an exception or a dead worker is
+noticed within a fraction of a second; every other wait is bounded by a RIOS timeout.
+With no workers the same stage functions run one after another in the main thread.
+"""
+from __future__ import annotations
+
+from .runner import runBlocks
+
+__all__ = ["runBlocks"]

@@ -1,0 +1,274 @@
+"""Compute workers: threads or processes that run the user function on slots.
+
+A worker takes the next input-complete slot (or, when workers read, claims a block and
+reads it itself), calls the user function on zero-copy views of the slot, copies the
+outputs into the slot's output views (the one copy on the way to the writer) and tells
+the main process the slot number over its pipe. Only small messages cross the pipe:
+
+    worker -> main   ("layout", id, layouts)   first block only: output bands and dtypes
+                     ("done", slot, block)     outputs are in the slot
+                     ("error", record)         a WorkerErrorRecord with the traceback
+                     ("finished", id, timers, otherArgs bytes)
+    main -> worker   ("outputs", fields)       the output slab exists; attach to it
+"""
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import sys
+import threading
+import time
+from multiprocessing import connection, parent_process
+
+import cloudpickle
+from osgeo import gdal
+
+from .. import imagewriter, rioserrors
+from ..imagereader import BlockReader
+from ..structures import Timers, WorkerErrorRecord
+from . import signals as sig
+from . import slabpool
+from .readworkers import readSlot
+
+# Environment given to compute processes so that each uses one core for its own work.
+PINNED_THREADS_ENV = {
+    "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+    "NUMEXPR_NUM_THREADS": "1", "GDAL_NUM_THREADS": "1", "VRT_NUM_THREADS": "1",
+}
+
+
+class WorkerState:
+    """One worker's private things: its id, pipe, timers, otherArgs and output layout."""
+
+    def __init__(self, workerID, conn, otherArgs, reads, peerAlive=None):
+        self.workerID = workerID
+        self.conn = conn
+        self.otherArgs = otherArgs
+        self.reads = reads
+        self.peerAlive = peerAlive
+        self.timings = Timers(worker=f"compute {workerID}")
+        self.layouts = None
+
+
+def _awaitOutputs(job, pool, signals, state, arrays):
+    """First block: agree the output layout with the main process and attach the slab."""
+    if not state.conn.poll(0):
+        state.conn.send(("layout", state.workerID, imagewriter.layoutsFromArrays(arrays)))
+    timeout = job.concurrency.computeBufferInsertTimeout
+    start = time.monotonic()
+    while not state.conn.poll(sig.POLL_SECONDS):
+        if signals.stop.is_set():
+            raise sig.StopRequested()
+        if state.peerAlive is not None and not state.peerAlive():
+            raise sig.PeerGone()
+        if timeout is not None and time.monotonic() - start > timeout:
+            raise sig.timeoutError("the output buffers", "computeBufferInsertTimeout", timeout)
+    _, fields, layouts = state.conn.recv()
+    pool.attachOutputs(fields)
+    state.layouts = layouts
+
+
+def _nextSlot(job, pool, signals, state, reader):
+    worker = state.workerID + 1
+    if state.reads:
+        with state.timings.interval("wait_free_slot"):
+            claimed = sig.claimBlock(pool, signals, worker,
+                                     job.concurrency.readBufferInsertTimeout, state.peerAlive)
+        if claimed is not None:
+            slot, blockIndex = claimed
+            with state.timings.interval("reading"):
+                readSlot(reader, job, pool, slot, job.blockList[blockIndex])
+            with signals.lock:
+                pool.setSlot(slot, slabpool.COMPUTING)
+        return claimed
+    with state.timings.interval("wait_input"):
+        return sig.takeReady(pool, signals, worker, job.concurrency.readBufferPopTimeout,
+                             state.peerAlive)
+
+
+def computeSlot(job, pool, signals, state, slot, blockIndex):
+    """Run the user function on one slot and leave its outputs in the slot."""
+    blockDefn = job.blockList[blockIndex]
+    inputs = pool.inputViews(slot, job.inputShapes(blockDefn))
+    arrays = job.computeBlock(blockDefn, inputs, state.otherArgs, state.timings, state.layouts)
+    if state.layouts is None:
+        _awaitOutputs(job, pool, signals, state, arrays)
+        arrays = {key: imagewriter.conformToDtype(arr, state.layouts[key].dtype)
+                  for key, arr in arrays.items()}
+        for key, arr in arrays.items():
+            if arr.shape[0] != state.layouts[key].nbands:
+                raise rioserrors.ArrayShapeError(
+                    f"Output '{key[0]}' has {arr.shape[0]} bands in one worker's first block "
+                    f"but {state.layouts[key].nbands} in another's; every block must have the "
+                    "same number of bands")
+    with state.timings.interval("copy_output"):
+        views = pool.outputViews(slot, job.outputShapes(blockDefn, state.layouts))
+        for key, arr in arrays.items():
+            views[key][...] = arr
+    with signals.lock:
+        pool.setSlot(slot, slabpool.COMPUTED)
+
+
+def computeLoop(job, pool, signals, state):
+    """Process slots until no blocks are left; report errors and results on the pipe."""
+    reader = BlockReader(job.specs, job.overlap) if state.reads else None
+    blockIndex = None
+    try:
+        while True:
+            claimed = _nextSlot(job, pool, signals, state, reader)
+            if claimed is None:
+                break
+            slot, blockIndex = claimed
+            computeSlot(job, pool, signals, state, slot, blockIndex)
+            state.conn.send(("done", slot, blockIndex))
+            blockIndex = None
+    except (sig.StopRequested, sig.PeerGone):
+        return
+    except Exception as e:
+        blockDefn = None if blockIndex is None else job.blockList[blockIndex]
+        state.conn.send(("error", WorkerErrorRecord(e, "compute", state.workerID,
+                                                    blockDefn=blockDefn)))
+        return
+    finally:
+        if reader is not None:
+            reader.close()
+    state.conn.send(("finished", state.workerID, state.timings,
+                     cloudpickle.dumps(state.otherArgs)))
+
+
+def processMain(workerID, jobBytes, poolDesc, signals, conn, reads):
+    """Entry point of a compute process (started with spawn or forkserver)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    gdal.UseExceptions()
+    parent = parent_process()
+    pool = None
+    try:
+        job = cloudpickle.loads(jobBytes)
+        job.loggingstream = sys.stdout
+        pool = slabpool.SlabPool(poolDesc, shared=True, create=False)
+        state = WorkerState(workerID, conn, job.otherArgs, reads,
+                            peerAlive=parent.is_alive if parent is not None else None)
+        computeLoop(job, pool, signals, state)
+    except Exception as e:
+        conn.send(("error", WorkerErrorRecord(e, "compute", workerID)))
+    finally:
+        if pool is not None:
+            pool.release()
+        conn.close()
+
+
+class _MainModuleHidden:
+    """Start spawned children without re-running the user's script as ``__mp_main__``.
+
+    RIOS scripts often call ``apply`` at module level with no ``if __name__ == "__main__"``
+    guard; spawn would re-import them in every worker and recurse. The user function
+    travels by value with cloudpickle, so workers never need the main module.
+    """
+
+    def __enter__(self):
+        self.main = sys.modules["__main__"]
+        self.saved = {k: getattr(self.main, k) for k in ("__file__", "__spec__")
+                      if hasattr(self.main, k)}
+        self.main.__spec__ = None
+        if hasattr(self.main, "__file__"):
+            del self.main.__file__
+        self.savedEnv = {k: os.environ.get(k) for k in PINNED_THREADS_ENV}
+        os.environ.update(PINNED_THREADS_ENV)
+
+    def __exit__(self, *exc):
+        for key, value in self.saved.items():
+            setattr(self.main, key, value)
+        for key, value in self.savedEnv.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+class ComputeProcesses:
+    """A pool of compute processes sharing the slab pool."""
+
+    def __init__(self, job, pool, signals, count, reads, mpContext):
+        jobBytes = cloudpickle.dumps(job)
+        self.conns = []
+        self.procs = []
+        for i in range(count):
+            mainEnd, workerEnd = mpContext.Pipe(duplex=True)
+            proc = mpContext.Process(
+                target=processMain, name=f"sharedapplier-compute-{i}", daemon=True,
+                args=(i, jobBytes, pool.desc, signals, workerEnd, reads))
+            self.conns.append(mainEnd)
+            self.procs.append((proc, workerEnd))
+        self.started = []
+
+    def start(self):
+        with _MainModuleHidden():
+            for proc, workerEnd in self.procs:
+                proc.start()
+                workerEnd.close()
+                self.started.append(proc)
+
+    def waitables(self):
+        return list(self.conns) + [p.sentinel for p in self.started]
+
+    def describeDeath(self, workerID):
+        proc = self.started[workerID]
+        code = proc.exitcode
+        if code is not None and code < 0:
+            try:
+                how = f"was killed by signal {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"was killed by signal {-code}"
+            if code == -signal.SIGKILL:
+                how += " (perhaps by the out-of-memory killer)"
+        else:
+            how = f"exited with code {code}"
+        return f"compute worker {workerID} (pid {proc.pid}) {how}"
+
+    def deadWorkers(self, finished):
+        return [i for i, p in enumerate(self.started)
+                if i not in finished and not p.is_alive()]
+
+    def stop(self, timeout=3.0):
+        deadline = time.monotonic() + timeout
+        for proc in self.started:
+            proc.join(max(0.0, deadline - time.monotonic()))
+        for proc in self.started:
+            if proc.is_alive():
+                proc.kill()
+                proc.join(1.0)
+        for conn in self.conns:
+            conn.close()
+
+
+class ComputeThreads:
+    """Compute threads in the main process (numpy code that releases the GIL scales)."""
+
+    def __init__(self, job, pool, signals, count, otherArgs):
+        self.conns = []
+        self.threads = []
+        for i in range(count):
+            mainEnd, workerEnd = connection.Pipe(duplex=True)
+            state = WorkerState(i, workerEnd, copy.deepcopy(otherArgs), reads=False)
+            self.conns.append(mainEnd)
+            self.threads.append(threading.Thread(
+                target=computeLoop, name=f"sharedapplier-compute-{i}", daemon=True,
+                args=(job, pool, signals, state)))
+
+    def start(self):
+        for thread in self.threads:
+            thread.start()
+
+    def waitables(self):
+        return list(self.conns)
+
+    def describeDeath(self, workerID):
+        return f"compute thread {workerID} ended unexpectedly"
+
+    def deadWorkers(self, finished):
+        return [i for i, t in enumerate(self.threads) if i not in finished and not t.is_alive()]
+
+    def stop(self, timeout=3.0):
+        for thread in self.threads:
+            thread.join(timeout)

@@ -1,0 +1,78 @@
+"""What every worker needs to know about a run, and the compute stage for one block.
+
+A :class:`ComputeJob` is built once in the main process and shipped once to each worker
+process (with cloudpickle, so the user function may be a lambda or a closure); it carries no
+pixels and no GDAL handles.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .. import imagewriter
+from ..readerinfo import makeReaderInfo
+from ..structures import ApplierBlockDefn, BlockAssociations
+from .slabpool import Field
+
+
+@dataclass
+class ComputeJob:
+    """The user function and the geometry of a run, without any pixel data."""
+
+    userFunction: Callable
+    infiles: Any
+    outfiles: Any
+    otherArgs: Any
+    workinggrid: Any
+    blockList: list[ApplierBlockDefn]
+    specs: list
+    windowxsize: int
+    windowysize: int
+    overlap: int
+    concurrency: Any
+    loggingstream: Any = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["loggingstream"] = None
+        return state
+
+    @property
+    def nullvalues(self):
+        return {spec.key: spec.nullvalues for spec in self.specs
+                if not getattr(spec, "isVector", False)}
+
+    def inputFields(self) -> tuple:
+        m = self.overlap
+        return tuple(Field(spec.key, spec.dtype.str, len(spec.bands), self.windowysize + 2 * m,
+                           self.windowxsize + 2 * m) for spec in self.specs)
+
+    def outputFields(self, layouts: dict) -> tuple:
+        return tuple(Field(key, layout.dtype.str, layout.nbands, self.windowysize,
+                           self.windowxsize) for key, layout in layouts.items())
+
+    def inputShapes(self, blockDefn) -> dict:
+        m = self.overlap
+        return {spec.key: (len(spec.bands), blockDefn.nrows + 2 * m, blockDefn.ncols + 2 * m)
+                for spec in self.specs}
+
+    def outputShapes(self, blockDefn, layouts) -> dict:
+        return {key: (layout.nbands, blockDefn.nrows, blockDefn.ncols)
+                for key, layout in layouts.items()}
+
+    def computeBlock(self, blockDefn, inputArrays: dict, otherArgs, timings, layouts=None):
+        """Call the user function on one block; return its checked outputs, margin removed."""
+        inputs = BlockAssociations(self.infiles)
+        for key, arr in inputArrays.items():
+            inputs[key] = arr
+        info = makeReaderInfo(self.workinggrid, blockDefn, self, self.infiles, inputArrays,
+                              None, nullvalues=self.nullvalues)
+        outputs = BlockAssociations()
+        with timings.interval("userfunction"):
+            if otherArgs is None:
+                self.userFunction(info, inputs, outputs)
+            else:
+                self.userFunction(info, inputs, outputs, otherArgs)
+        return imagewriter.prepareOutputArrays(outputs, self.outfiles, blockDefn,
+                                               self.overlap, layouts)

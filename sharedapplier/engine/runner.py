@@ -1,0 +1,252 @@
+"""Runs the blocks of a job in the concurrency style its controls ask for."""
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import signal
+import sys
+import threading
+import time
+from multiprocessing import connection
+
+import cloudpickle
+
+from .. import imagewriter, rioserrors
+from ..imagereader import BlockReader
+from ..structures import CW_NONE, CW_PROCESSES, CW_THREADS
+from . import signals as sig
+from . import slabpool
+from .computeworkers import ComputeProcesses, ComputeThreads, WorkerState, computeSlot
+from .readworkers import ReadWorkers
+from .writer import ApplierProgress, OrderedWriter, writeSequentially
+
+
+def runBlocks(job, outputWriter, controls, timings) -> list:
+    """Process every block of ``job``; return the otherArgs copies (RIOS's otherArgsList)."""
+    style = job.concurrency
+    progress = ApplierProgress(controls, len(job.blockList))
+    kind = style.computeWorkerKind
+    if kind == CW_NONE and style.numReadWorkers == 0:
+        reader = BlockReader(job.specs, job.overlap)
+        try:
+            writeSequentially(job, reader, outputWriter, progress, timings)
+        finally:
+            reader.close()
+        return [job.otherArgs]
+    if kind not in (CW_NONE, CW_THREADS, CW_PROCESSES):
+        raise rioserrors.UnavailableError(
+            f"computeWorkerKind {kind} is not available in this version of sharedapplier; "
+            "use CW_NONE, CW_THREADS or CW_PROCESSES")
+    return PipelinedRun(job, outputWriter, progress, timings).run()
+
+
+def _workersRead(style) -> bool:
+    if style.computeWorkerKind != CW_PROCESSES:
+        return False
+    return style.computeWorkersRead is None or bool(style.computeWorkersRead)
+
+
+def planSlots(job, nworkers, nreaders) -> int:
+    """Slots from the memory budget: enough to keep everyone busy, no more than useful."""
+    inputBytes = sum(f.nbytes for f in job.inputFields())
+    slotbytes = 2 * max(inputBytes, 2**16)
+    budget = job.concurrency.memoryBudget
+    if budget is None:
+        budget = slabpool.defaultBudget()
+    parties = nworkers + nreaders + 1
+    minimum = min(2 * parties, len(job.blockList))
+    useful = min(4 * parties + 2, len(job.blockList))
+    return max(1, slabpool.slotCount(slotbytes, budget, minimum, useful))
+
+
+@contextlib.contextmanager
+def _sigtermRaises():
+    """While running, turn SIGTERM into SystemExit so every ``finally`` cleans up."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raiseRecord(record):
+    text = str(record)
+    print(text, file=sys.stderr)
+    raise rioserrors.WorkerExceptionError(text)
+
+
+class PipelinedRun:
+    """A run with read threads and/or compute workers sharing a slab pool."""
+
+    def __init__(self, job, outputWriter, progress, timings):
+        style = job.concurrency
+        self.job = job
+        self.style = style
+        self.timings = timings
+        self.kind = style.computeWorkerKind
+        self.reads = _workersRead(style)
+        nworkers = style.numComputeWorkers if self.kind != CW_NONE else 0
+        nreaders = 0 if self.reads else style.numReadWorkers
+        nslots = planSlots(job, nworkers, nreaders)
+        shared = self.kind == CW_PROCESSES
+        self.mpContext = multiprocessing.get_context(
+            getattr(style, "workerStartMethod", "spawn")) if shared else None
+        desc = slabpool.PoolDescription(slabpool.newRunPrefix(), nslots, len(job.blockList),
+                                        job.inputFields(), None)
+        self.pool = slabpool.SlabPool(desc, shared=shared, create=True)
+        self.signals = sig.SlotSignals.create(nslots, self.mpContext)
+        self.readers = ReadWorkers(job, self.pool, self.signals, nreaders)
+        self.workers = None
+        if self.kind == CW_PROCESSES:
+            self.workers = ComputeProcesses(job, self.pool, self.signals, nworkers,
+                                            self.reads, self.mpContext)
+        elif self.kind == CW_THREADS:
+            self.workers = ComputeThreads(job, self.pool, self.signals, nworkers, job.otherArgs)
+        self.writer = OrderedWriter(job, self.pool, self.signals, outputWriter, progress)
+
+    def run(self) -> list:
+        try:
+            with _sigtermRaises():
+                if self.workers is not None:
+                    with self.timings.interval("startcomputeworkers"):
+                        self.workers.start()
+                self.readers.start()
+                if self.workers is None:
+                    return self._computeInMain()
+                return self._writeFromWorkers()
+        finally:
+            self._shutdown()
+
+    # --- CW_NONE with read workers: the main thread computes and writes -------------
+    def _computeInMain(self):
+        state = WorkerState(0, None, self.job.otherArgs, reads=False)
+        state.timings = self.timings
+        while self.writer.written < len(self.job.blockList):
+            self._checkReaders()
+            try:
+                with self.timings.interval("wait_input"):
+                    claimed = sig.takeReady(self.pool, self.signals, 1,
+                                            self.style.readBufferPopTimeout)
+            except sig.StopRequested:
+                self._checkReaders()
+                raise
+            slot, blockIndex = claimed
+            if state.layouts is None:
+                self._firstBlockInMain(state, slot, blockIndex)
+            else:
+                computeSlot(self.job, self.pool, self.signals, state, slot, blockIndex)
+            self.writer.blockComputed(slot, blockIndex)
+        return [self.job.otherArgs]
+
+    def _firstBlockInMain(self, state, slot, blockIndex):
+        blockDefn = self.job.blockList[blockIndex]
+        inputs = self.pool.inputViews(slot, self.job.inputShapes(blockDefn))
+        arrays = self.job.computeBlock(blockDefn, inputs, state.otherArgs, self.timings)
+        state.layouts = imagewriter.layoutsFromArrays(arrays)
+        self.writer.setLayouts(state.layouts)
+        views = self.pool.outputViews(slot, self.job.outputShapes(blockDefn, state.layouts))
+        for key, arr in arrays.items():
+            views[key][...] = arr
+        with self.signals.lock:
+            self.pool.setSlot(slot, slabpool.COMPUTED)
+
+    def _checkReaders(self):
+        record = self.readers.firstError()
+        if record is not None:
+            _raiseRecord(record)
+
+    # --- compute workers: the main thread only writes ----------------------------------
+    def _writeFromWorkers(self):
+        conns = self.workers.conns
+        finished, otherArgsList = set(), []
+        live = set(range(len(conns)))
+        lastProgress = time.monotonic()
+        timeout = self.style.computeBufferPopTimeout
+        while len(finished) < len(conns) or self.writer.written < len(self.job.blockList):
+            self._checkReaders()
+            waitables = [conns[i] for i in live] + self._sentinels(live)
+            for ready in connection.wait(waitables, timeout=sig.POLL_SECONDS):
+                if ready in conns:
+                    i = conns.index(ready)
+                    if self._handleMessage(i, finished, otherArgsList):
+                        lastProgress = time.monotonic()
+                    if i in finished:
+                        live.discard(i)
+            self._checkDeaths(finished, live)
+            if timeout is not None and time.monotonic() - lastProgress > timeout:
+                _raiseRecord(_mainRecord(sig.timeoutError(
+                    "the next computed block", "computeBufferPopTimeout", timeout)))
+        return otherArgsList
+
+    def _sentinels(self, live):
+        started = getattr(self.workers, "started", None)
+        return [started[i].sentinel for i in live] if started else []
+
+    def _handleMessage(self, workerID, finished, otherArgsList) -> bool:
+        try:
+            message = self.workers.conns[workerID].recv()
+        except EOFError:
+            return False
+        kind = message[0]
+        if kind == "done":
+            self.writer.blockComputed(message[1], message[2])
+            return True
+        if kind == "layout":
+            if self.writer.layouts is None:
+                self.writer.setLayouts(message[2])
+                fields = self.job.outputFields(self.writer.layouts)
+                for conn in self.workers.conns:
+                    with contextlib.suppress(OSError):
+                        conn.send(("outputs", fields, self.writer.layouts))
+            return True
+        if kind == "error":
+            _raiseRecord(message[1])
+        if kind == "finished":
+            finished.add(message[1])
+            self.timings.merge(message[2])
+            otherArgs = cloudpickle.loads(message[3])
+            if otherArgs is not None:
+                otherArgsList.append(otherArgs)
+            return True
+        return False
+
+    def _checkDeaths(self, finished, live):
+        for i in self.workers.deadWorkers(finished):
+            if i not in live:
+                continue
+            conn = self.workers.conns[i]
+            with contextlib.suppress(OSError, EOFError):
+                if conn.poll(0):
+                    return
+            block = self._blockOfWorker(i + 1)
+            where = "" if block is None else f" while processing block {block}"
+            _raiseRecord(_mainRecord(RuntimeError(self.workers.describeDeath(i) + where)))
+
+    def _blockOfWorker(self, worker):
+        with self.signals.lock:
+            for slot in range(self.pool.desc.nslots):
+                if (self.pool.slotWorker(slot) == worker and self.pool.slotState(slot) in
+                        (slabpool.FILLING, slabpool.COMPUTING)):
+                    return self.job.blockList[self.pool.slotBlock(slot)]
+        return None
+
+    def _shutdown(self):
+        self.signals.stop.set()
+        self.readers.join()
+        if self.workers is not None:
+            self.workers.stop()
+        for timers in self.readers.timers:
+            self.timings.merge(timers)
+        self.pool.release()
+
+
+def _mainRecord(exc):
+    from ..structures import WorkerErrorRecord
+    return WorkerErrorRecord(exc, "main")

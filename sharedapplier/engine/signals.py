@@ -1,0 +1,100 @@
+"""The run's synchronisation objects, and bounded waits that notice dead peers.
+
+Every wait in the engine goes through :func:`acquireWithin`: it waits in short slices,
+checking the stop event and whether its peers are alive, and gives up after the named
+RIOS timeout with a message naming the option to raise and its current value.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .. import rioserrors
+from . import slabpool
+
+POLL_SECONDS = 0.2
+
+
+class StopRequested(Exception):
+    """The run is stopping (another party failed, or the user interrupted)."""
+
+
+class PeerGone(Exception):
+    """The process this worker serves has gone away."""
+
+
+@dataclass
+class SlotSignals:
+    """Lock over the header; semaphores counting free and input-complete slots; stop flag."""
+
+    lock: Any
+    free: Any
+    ready: Any
+    stop: Any
+
+    @classmethod
+    def create(cls, nslots: int, mpContext=None) -> SlotSignals:
+        """For processes pass a multiprocessing context; threads use threading's objects."""
+        mod = mpContext if mpContext is not None else threading
+        return cls(mod.Lock(), mod.Semaphore(nslots), mod.Semaphore(0), mod.Event())
+
+
+def timeoutError(what: str, option: str, value) -> rioserrors.TimeoutError:
+    return rioserrors.TimeoutError(
+        f"Timed out after {value} s waiting for {what}. Try increasing {option} "
+        f"(current value = {value}) in the ConcurrencyStyle")
+
+
+def acquireWithin(sem, timeout, signals: SlotSignals, what: str, option: str,
+                  peerAlive: Callable[[], bool] | None = None) -> None:
+    """Acquire ``sem``; raise on timeout, on a stop request, or when the peer is gone."""
+    start = time.monotonic()
+    while not sem.acquire(timeout=POLL_SECONDS):
+        if signals.stop.is_set():
+            raise StopRequested()
+        if peerAlive is not None and not peerAlive():
+            raise PeerGone()
+        if timeout is not None and time.monotonic() - start > timeout:
+            raise timeoutError(what, option, timeout)
+
+
+def claimBlock(pool, signals: SlotSignals, worker: int, timeout, peerAlive=None):
+    """Take a free slot and the next block to fill it; None when no blocks are left."""
+    acquireWithin(signals.free, timeout, signals, "a free block slot",
+                  "readBufferInsertTimeout", peerAlive)
+    with signals.lock:
+        block = pool.counter(slabpool.NEXT_TO_FILL)
+        if block >= pool.desc.nblocks:
+            signals.free.release()
+            return None
+        pool.bumpCounter(slabpool.NEXT_TO_FILL)
+        slot = pool.findSlot(slabpool.FREE)
+        pool.setSlot(slot, slabpool.FILLING, block, worker)
+    return slot, block
+
+
+def markReady(pool, signals: SlotSignals, slot: int) -> None:
+    """A reader has filled every input of a slot: hand it to the compute workers."""
+    with signals.lock:
+        pool.setSlot(slot, slabpool.READY)
+    signals.ready.release()
+
+
+def takeReady(pool, signals: SlotSignals, worker: int, timeout, peerAlive=None):
+    """Take the input-complete slot with the lowest block; None when all are taken."""
+    while True:
+        acquireWithin(signals.ready, timeout, signals, "a block of input data",
+                      "readBufferPopTimeout", peerAlive)
+        with signals.lock:
+            slot = pool.findSlot(slabpool.READY)
+            if slot is not None:
+                pool.setSlot(slot, slabpool.COMPUTING, worker=worker)
+                if pool.bumpCounter(slabpool.BLOCKS_TAKEN) + 1 == pool.desc.nblocks:
+                    signals.ready.release()
+                return slot, pool.slotBlock(slot)
+            if pool.counter(slabpool.BLOCKS_TAKEN) >= pool.desc.nblocks:
+                signals.ready.release()
+                return None

@@ -1,0 +1,335 @@
+"""Shared-memory slabs of fixed slots, and the small shared header that tracks them.
+
+A slot holds one block: every input array (margin included) in the input slab and, once
+the first computed block has fixed the output layout, every output array (margin
+stripped) in the output slab at the same slot index. The header holds, per slot, its
+state and block number, plus the run's block counters; it is only changed under the
+run's lock. Semaphores (in :class:`SlotSignals`) count free and input-complete slots.
+
+The pool's owner (the main process) creates and unlinks every segment, under the
+run-unique prefix ``sa_<pid>_<random>_``; workers attach by name without registering with
+Python's resource tracker, which would otherwise unlink the segments when a worker exits
+(Python < 3.13, gh-82300).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import sys
+from dataclasses import dataclass, field
+from multiprocessing import resource_tracker, shared_memory
+
+import numpy
+
+from .. import rioserrors
+
+SHM_DIR = "/dev/shm"
+SEGMENT_PREFIX = "sa_"
+
+# slot states
+FREE, FILLING, READY, COMPUTING, COMPUTED = range(5)
+# header columns per slot
+STATE, BLOCK, WORKER = range(3)
+_SLOT_COLUMNS = 3
+# run counters, stored after the slot rows
+NEXT_TO_FILL, NEXT_TO_COMPUTE, BLOCKS_TAKEN = range(3)
+_COUNTERS = 3
+
+
+@dataclass(frozen=True)
+class Field:
+    """One array inside a slot: its key, dtype, band count and largest rows/cols."""
+
+    key: tuple
+    dtype: str
+    nbands: int
+    maxrows: int
+    maxcols: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.nbands * self.maxrows * self.maxcols * numpy.dtype(self.dtype).itemsize
+
+
+def _aligned(n: int, to: int = 64) -> int:
+    return (n + to - 1) // to * to
+
+
+@dataclass
+class SlotLayout:
+    """Where each field lives inside a slot."""
+
+    fields: list[Field]
+    offsets: dict = field(default_factory=dict)
+    slotbytes: int = 0
+
+    def __post_init__(self):
+        offset = 0
+        for f in self.fields:
+            self.offsets[f.key] = offset
+            offset += _aligned(f.nbytes)
+        self.slotbytes = max(_aligned(offset), 64)
+
+    def views(self, buf, slot: int, shapes: dict) -> dict:
+        """numpy views of one slot: ``shapes`` maps key -> (bands, rows, cols)."""
+        base = slot * self.slotbytes
+        return {f.key: numpy.ndarray(shapes[f.key], dtype=f.dtype, buffer=buf,
+                                     offset=base + self.offsets[f.key])
+                for f in self.fields}
+
+
+@contextlib.contextmanager
+def _untracked():
+    """Attach to a segment without telling this process's resource tracker."""
+    original = resource_tracker.register
+
+    def skip_shared_memory(name, rtype):
+        if rtype != "shared_memory":
+            original(name, rtype)
+
+    resource_tracker.register = skip_shared_memory
+    try:
+        yield
+    finally:
+        resource_tracker.register = original
+
+
+def newRunPrefix() -> str:
+    """A segment-name prefix unique to this run, carrying the owner's pid."""
+    return f"{SEGMENT_PREFIX}{os.getpid()}_{secrets.token_hex(4)}_"
+
+
+def shmFreeBytes() -> int | None:
+    """Free bytes in /dev/shm, or None where there is no such folder."""
+    if not os.path.isdir(SHM_DIR):
+        return None
+    return shutil.disk_usage(SHM_DIR).free
+
+
+def _noSpaceError(nbytes, free, what):
+    need = nbytes / 2**20
+    have = "unknown" if free is None else f"{free / 2**20:.0f} MiB"
+    return rioserrors.SharedMemoryError(
+        f"sharedapplier needs {need:.0f} MiB of shared memory in {SHM_DIR} for the {what} but "
+        f"only {have} is free. Give the container more (docker run --shm-size=2g, or "
+        "shm_size: 2gb in compose), lower ConcurrencyStyle(memoryBudget=...), use a smaller "
+        "window size, or use computeWorkerKind=CW_THREADS which needs no shared memory")
+
+
+class Segment:
+    """One shared-memory segment, created (and reserved) by its owner or attached."""
+
+    def __init__(self, name: str, nbytes: int = 0, create: bool = False):
+        self.name = name
+        self.owner = create
+        if create:
+            free = shmFreeBytes()
+            if free is not None and nbytes > free:
+                raise _noSpaceError(nbytes, free, name)
+            self.shm = shared_memory.SharedMemory(name=name, create=True, size=max(nbytes, 1))
+            self._reserve(nbytes, free)
+        else:
+            with _untracked():
+                self.shm = shared_memory.SharedMemory(name=name)
+
+    def _reserve(self, nbytes, free):
+        """Allocate the pages now so a full /dev/shm is an error here, not SIGBUS later."""
+        path = os.path.join(SHM_DIR, self.name)
+        if not os.path.exists(path) or nbytes == 0:
+            return
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, nbytes)
+        except OSError as e:
+            self.release()
+            raise _noSpaceError(nbytes, free, self.name) from e
+        finally:
+            os.close(fd)
+
+    @property
+    def buf(self):
+        return self.shm.buf
+
+    def release(self):
+        """Close this process's mapping; the owner also removes the segment."""
+        with contextlib.suppress(BufferError, OSError):
+            self.shm.close()
+        if self.owner:
+            with contextlib.suppress(FileNotFoundError):
+                self.shm.unlink()
+            self.owner = False
+
+
+class LocalSegment:
+    """In-process memory with the Segment interface, for thread-only runs."""
+
+    def __init__(self, name: str, nbytes: int):
+        self.name = name
+        self.buf = memoryview(bytearray(max(nbytes, 1)))
+
+    def release(self):
+        pass
+
+
+@dataclass(frozen=True)
+class PoolDescription:
+    """What a worker process needs to attach to a pool (small, picklable)."""
+
+    prefix: str
+    nslots: int
+    nblocks: int
+    inputFields: tuple
+    outputFields: tuple | None
+
+
+class SlabPool:
+    """The slots of one run: input slab, output slab (made later) and header."""
+
+    def __init__(self, desc: PoolDescription, shared: bool, create: bool):
+        self.desc = desc
+        self.shared = shared
+        self.inputLayout = SlotLayout(list(desc.inputFields))
+        self.outputLayout = None
+        self.outputSegment = None
+        self.segments = []
+        headerBytes = (desc.nslots * _SLOT_COLUMNS + _COUNTERS) * 8
+        self.headerSegment = self._segment("hdr", headerBytes, create)
+        self.inputSegment = self._segment("in", desc.nslots * self.inputLayout.slotbytes, create)
+        self.header = numpy.ndarray((desc.nslots * _SLOT_COLUMNS + _COUNTERS,), dtype=numpy.int64,
+                                    buffer=self.headerSegment.buf)
+        if create:
+            self.header[:] = 0
+        if desc.outputFields is not None:
+            self.attachOutputs(desc.outputFields, create=False)
+
+    def _segment(self, suffix, nbytes, create):
+        name = self.desc.prefix + suffix
+        if not self.shared:
+            seg = LocalSegment(name, nbytes)
+        else:
+            seg = Segment(name, nbytes, create=create)
+        self.segments.append(seg)
+        return seg
+
+    # --- header ------------------------------------------------------------------
+    def slotState(self, slot):
+        return int(self.header[slot * _SLOT_COLUMNS + STATE])
+
+    def slotBlock(self, slot):
+        return int(self.header[slot * _SLOT_COLUMNS + BLOCK])
+
+    def slotWorker(self, slot):
+        return int(self.header[slot * _SLOT_COLUMNS + WORKER])
+
+    def setSlot(self, slot, state, block=None, worker=None):
+        row = slot * _SLOT_COLUMNS
+        self.header[row + STATE] = state
+        if block is not None:
+            self.header[row + BLOCK] = block
+        if worker is not None:
+            self.header[row + WORKER] = worker
+
+    def findSlot(self, state):
+        """The slot in ``state`` holding the lowest block number, or None."""
+        best = None
+        for slot in range(self.desc.nslots):
+            if self.slotState(slot) == state and (
+                    best is None or self.slotBlock(slot) < self.slotBlock(best)):
+                best = slot
+        return best
+
+    def counter(self, which):
+        return int(self.header[self.desc.nslots * _SLOT_COLUMNS + which])
+
+    def bumpCounter(self, which):
+        """Increase a run counter by one and return its previous value."""
+        idx = self.desc.nslots * _SLOT_COLUMNS + which
+        value = int(self.header[idx])
+        self.header[idx] = value + 1
+        return value
+
+    # --- slabs -------------------------------------------------------------------
+    def inputViews(self, slot, shapes):
+        return self.inputLayout.views(self.inputSegment.buf, slot, shapes)
+
+    def outputViews(self, slot, shapes):
+        return self.outputLayout.views(self.outputSegment.buf, slot, shapes)
+
+    def createOutputs(self, outputFields):
+        """Owner: make the output slab once the first block has fixed the layout."""
+        self.attachOutputs(outputFields, create=True)
+
+    def attachOutputs(self, outputFields, create=False):
+        if self.outputLayout is not None:
+            return
+        layout = SlotLayout(list(outputFields))
+        self.outputSegment = self._segment("out", self.desc.nslots * layout.slotbytes, create)
+        self.outputLayout = layout
+        self.desc = PoolDescription(self.desc.prefix, self.desc.nslots, self.desc.nblocks,
+                                    self.desc.inputFields, tuple(outputFields))
+
+    def totalBytes(self):
+        total = self.desc.nslots * self.inputLayout.slotbytes
+        if self.outputLayout is not None:
+            total += self.desc.nslots * self.outputLayout.slotbytes
+        return total
+
+    def release(self):
+        """Drop every view's backing: the owner unlinks, others just close."""
+        self.header = None
+        for seg in reversed(self.segments):
+            seg.release()
+        self.segments = []
+
+
+def slotCount(slotbytes, budget, minimum, useful):
+    """How many slots: what the budget allows, at least ``minimum``, at most ``useful``."""
+    fromBudget = budget // max(slotbytes, 1)
+    return int(max(minimum, min(useful, fromBudget)))
+
+
+def defaultBudget() -> int:
+    """A quarter of available memory, half the free /dev/shm, at most 2 GiB."""
+    import psutil
+    budget = min(psutil.virtual_memory().available // 4, 2 * 2**30)
+    free = shmFreeBytes()
+    if free is not None:
+        budget = min(budget, free // 2)
+    return max(int(budget), 0)
+
+
+def _pidAlive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def staleSegments() -> list[str]:
+    """Our segments in /dev/shm whose owner process is gone."""
+    if not os.path.isdir(SHM_DIR):
+        return []
+    stale = []
+    for name in os.listdir(SHM_DIR):
+        if not name.startswith(SEGMENT_PREFIX):
+            continue
+        pidtext = name[len(SEGMENT_PREFIX):].split("_", 1)[0]
+        if pidtext.isdigit() and not _pidAlive(int(pidtext)):
+            stale.append(name)
+    return sorted(stale)
+
+
+def removeStaleSegments(out=sys.stdout) -> list[str]:
+    """Remove segments left by dead runs (``sharedapplier cleanup``)."""
+    removed = []
+    for name in staleSegments():
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(SHM_DIR, name))
+            removed.append(name)
+            print(f"removed {SHM_DIR}/{name}", file=out)
+    return removed

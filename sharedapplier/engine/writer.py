@@ -1,0 +1,76 @@
+"""The writer: the one thread (the main one) that writes computed slots, in block order.
+
+Blocks may finish computing in any order; a computed slot waits until every block before
+it has been written, then is written from its shared-memory views and freed. Writing in
+block order makes every output, statistic and histogram identical to a run with no
+workers. It cannot deadlock: blocks are given slots in block order, so the next block to
+write always already holds a slot.
+"""
+from __future__ import annotations
+
+from .. import imagewriter
+from . import slabpool
+
+
+class ApplierProgress:
+    """Reports whole-percent progress to the user's progress object, only on change."""
+
+    def __init__(self, controls, numBlocks):
+        self.progress = controls.progress
+        self.numBlocks = max(numBlocks, 1)
+        self.last = None
+
+    def update(self, blockNdx):
+        if self.progress is None:
+            return
+        percent = int(round(100 * blockNdx / self.numBlocks))
+        if percent != self.last:
+            self.progress.setProgress(percent)
+            self.last = percent
+
+
+class OrderedWriter:
+    """Writes computed slots in block order and hands their slots back to the readers."""
+
+    def __init__(self, job, pool, signals, outputWriter, progress):
+        self.job = job
+        self.pool = pool
+        self.signals = signals
+        self.outputWriter = outputWriter
+        self.progress = progress
+        self.pending = {}
+        self.written = 0
+        self.layouts = None
+
+    def setLayouts(self, layouts):
+        """Fix the output layout (first computed block) and make the output slab."""
+        self.layouts = layouts
+        self.pool.createOutputs(self.job.outputFields(layouts))
+
+    def blockComputed(self, slot, blockIndex):
+        """Note a computed slot; write every block that is now next in order."""
+        self.pending[blockIndex] = slot
+        while self.written in self.pending:
+            slot = self.pending.pop(self.written)
+            blockDefn = self.job.blockList[self.written]
+            views = self.pool.outputViews(slot, self.job.outputShapes(blockDefn, self.layouts))
+            self.outputWriter.writeBlock(blockDefn, views)
+            with self.signals.lock:
+                self.pool.setSlot(slot, slabpool.FREE)
+            self.signals.free.release()
+            self.written += 1
+            self.progress.update(self.written)
+
+
+def writeSequentially(job, reader, outputWriter, progress, timings):
+    """The whole pipeline with no workers: read, compute and write each block in turn."""
+    layouts = None
+    for blockIndex, blockDefn in enumerate(job.blockList):
+        progress.update(blockIndex)
+        with timings.interval("reading"):
+            inputs = reader.readBlock(blockDefn)
+        arrays = job.computeBlock(blockDefn, inputs, job.otherArgs, timings, layouts)
+        if layouts is None:
+            layouts = imagewriter.layoutsFromArrays(arrays)
+        outputWriter.writeBlock(blockDefn, arrays)
+    progress.update(len(job.blockList))

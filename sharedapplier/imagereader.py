@@ -1,0 +1,206 @@
+"""The read stage: resolve every input onto the working grid, then read one block of it.
+
+Set-up (:func:`prepareInputs`, once per run, in the main process) decides for every input
+what file to open — the file itself when it is aligned with the working grid, otherwise a
+warped VRT made once in the run's temp directory — and the dtype, band list and fill values
+of its block arrays. Reading (:class:`BlockReader`, one per thread or process, since GDAL
+handles must not be shared) then fills a caller-supplied array, such as a shared-memory
+slot, straight from GDAL with no intermediate copy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy
+from osgeo import gdal, gdal_array
+
+from . import rioserrors
+from .pixelgrid import PixelGridDefn, fixProjectionWkt
+from .structures import ApplierBlockDefn
+
+
+@dataclass
+class InputSpec:
+    """How to read one input file (one symbolic name and sequence number)."""
+
+    name: str
+    seqNum: int | None
+    filename: str
+    readfilename: str
+    bands: list[int]
+    dtype: numpy.dtype
+    fillvalues: list
+    nullvalues: list
+    xoff: int
+    yoff: int
+    ncols: int
+    nrows: int
+
+    @property
+    def key(self):
+        return (self.name, self.seqNum)
+
+
+def blockShape(spec: InputSpec, blockDefn: ApplierBlockDefn, overlap: int) -> tuple:
+    """Shape of this input's array for a block, margin included."""
+    return (len(spec.bands), blockDefn.nrows + 2 * overlap, blockDefn.ncols + 2 * overlap)
+
+
+def _gdalToNumpy(gdaltype):
+    return numpy.dtype(gdal_array.GDALTypeCodeToNumericTypeCode(gdaltype))
+
+
+def _overrideNulls(override, nbands):
+    """Per-band null override: a scalar for every band, a list by position, or None."""
+    if override is None:
+        return None
+    if numpy.isscalar(override):
+        return [override] * nbands
+    override = list(override)
+    if len(override) > nbands:
+        raise IndexError(f"inputnodata list has {len(override)} values but only {nbands} "
+                         "bands are selected")
+    return override + [None] * (nbands - len(override))
+
+
+def _fileBandNulls(info, bands):
+    return [info.nodataval[b - 1] for b in bands]
+
+
+def _isAligned(grid: PixelGridDefn, filegrid: PixelGridDefn) -> bool:
+    return grid.isComparable(filegrid) and grid.alignedWith(filegrid)
+
+
+def _warpNullString(values):
+    if all(v is None for v in values):
+        return None
+    return " ".join(repr(v) for v in values)
+
+
+def _makeWarpedVrt(filename, info, workinggrid, warpNulls, resampleMethod, allowOverviews,
+                   tmpfileMgr):
+    """Make a warped VRT of ``filename`` covering the working grid exactly."""
+    vrtfile = tmpfileMgr.mktempfile(prefix="rios_", suffix=".vrt")
+    nullstr = _warpNullString(warpNulls)
+    options = gdal.WarpOptions(
+        format="VRT",
+        outputBounds=(workinggrid.xMin, workinggrid.yMin, workinggrid.xMax, workinggrid.yMax),
+        xRes=workinggrid.xRes, yRes=workinggrid.yRes,
+        srcSRS=fixProjectionWkt(info.projection), dstSRS=workinggrid.projection,
+        resampleAlg=resampleMethod, srcNodata=nullstr, dstNodata=nullstr,
+        overviewLevel="AUTO" if allowOverviews else "NONE")
+    try:
+        ds = gdal.Warp(vrtfile, filename, options=options)
+    except RuntimeError as e:
+        raise rioserrors.GdalWarpError(
+            f"Cannot resample '{filename}' onto the working grid: {e}") from e
+    if ds is None:
+        raise rioserrors.GdalWarpError(f"Cannot resample '{filename}' onto the working grid")
+    ds = None
+    return vrtfile
+
+
+def _fileGrid(info) -> PixelGridDefn:
+    return PixelGridDefn(geotransform=info.transform, nrows=info.nrows, ncols=info.ncols,
+                         projection=fixProjectionWkt(info.projection))
+
+
+def prepareInputSpec(name, seqNum, filename, info, workinggrid, controls, tmpfileMgr):
+    """Decide how to read one raster input: which file, which bands, which nulls."""
+    bands = controls.getOptionForImagename("layerselection", name) or \
+        list(range(1, info.rasterCount + 1))
+    for b in bands:
+        if not 1 <= b <= info.rasterCount:
+            raise rioserrors.GDALLayerNumberError(
+                f"Input '{name}' ({filename}) has {info.rasterCount} bands; layer {b} was "
+                "selected with selectInputImageLayers")
+    override = _overrideNulls(controls.getOptionForImagename("inputnodata", name), len(bands))
+    nullvalues = override if override is not None else _fileBandNulls(info, bands)
+    readfilename = filename
+    if not _isAligned(workinggrid, _fileGrid(info)):
+        warpNulls = list(info.nodataval)
+        if override is not None:
+            for pos, band in enumerate(bands):
+                warpNulls[band - 1] = override[pos]
+        readfilename = _makeWarpedVrt(
+            filename, info, workinggrid, warpNulls,
+            controls.getOptionForImagename("resampleMethod", name),
+            controls.getOptionForImagename("allowOverviewsGdalwarp", name), tmpfileMgr)
+    ds = gdal.Open(readfilename)
+    try:
+        dtype = _gdalToNumpy(ds.GetRasterBand(bands[0]).DataType)
+        gt = ds.GetGeoTransform()
+        xoff = int(round((gt[0] - workinggrid.xMin) / workinggrid.xRes))
+        yoff = int(round((workinggrid.yMax - gt[3]) / workinggrid.yRes))
+        ncols, nrows = ds.RasterXSize, ds.RasterYSize
+    finally:
+        ds = None
+    fillvalues = [0 if v is None else v for v in nullvalues]
+    return InputSpec(name, seqNum, filename, readfilename, list(bands), dtype, fillvalues,
+                     nullvalues, xoff, yoff, ncols, nrows)
+
+
+def prepareInputs(infiles, allInfo, workinggrid, controls, tmpfileMgr) -> list[InputSpec]:
+    """Resolve every input of ``infiles`` (in iteration order) for reading."""
+    specs = []
+    for name, seqNum, filename in infiles:
+        info = allInfo[(name, seqNum)]
+        if getattr(info, "isVector", False):
+            from .vectorinput import prepareVectorSpec
+            specs.append(prepareVectorSpec(name, seqNum, filename, info, workinggrid,
+                                           controls, tmpfileMgr))
+        else:
+            specs.append(prepareInputSpec(name, seqNum, filename, info, workinggrid,
+                                          controls, tmpfileMgr))
+    return specs
+
+
+class BlockReader:
+    """Reads blocks of the inputs; owns its GDAL datasets (one reader per thread/process)."""
+
+    def __init__(self, specs: list[InputSpec], overlap: int):
+        self.specs = specs
+        self.overlap = overlap
+        self._datasets = {}
+
+    def _dataset(self, spec):
+        ds = self._datasets.get(spec.key)
+        if ds is None:
+            try:
+                ds = gdal.Open(spec.readfilename)
+            except RuntimeError as e:
+                raise rioserrors.FileOpenError(
+                    f"Unable to open '{spec.filename}' for reading: {e}") from e
+            self._datasets[spec.key] = ds
+        return ds
+
+    def readInto(self, spec: InputSpec, blockDefn: ApplierBlockDefn, target: numpy.ndarray):
+        """Fill ``target`` (bands, rows+2m, cols+2m) with this input's block, nulls outside."""
+        m = self.overlap
+        fx0 = blockDefn.left - m - spec.xoff
+        fy0 = blockDefn.top - m - spec.yoff
+        fx1 = fx0 + target.shape[2]
+        fy1 = fy0 + target.shape[1]
+        cx0, cy0 = max(fx0, 0), max(fy0, 0)
+        cx1, cy1 = min(fx1, spec.ncols), min(fy1, spec.nrows)
+        inside = cx0 < cx1 and cy0 < cy1
+        if not inside or (cx0, cy0, cx1, cy1) != (fx0, fy0, fx1, fy1):
+            for i, fill in enumerate(spec.fillvalues):
+                target[i] = fill
+        if inside:
+            window = target[:, cy0 - fy0:cy1 - fy0, cx0 - fx0:cx1 - fx0]
+            self._dataset(spec).ReadAsArray(cx0, cy0, cx1 - cx0, cy1 - cy0, buf_obj=window,
+                                            band_list=spec.bands)
+        return target
+
+    def readBlock(self, blockDefn: ApplierBlockDefn) -> dict:
+        """Read every input for a block into new arrays: {(name, seqNum): array}."""
+        arrays = {}
+        for spec in self.specs:
+            target = numpy.empty(blockShape(spec, blockDefn, self.overlap), dtype=spec.dtype)
+            arrays[spec.key] = self.readInto(spec, blockDefn, target)
+        return arrays
+
+    def close(self):
+        """Close every dataset this reader opened."""
+        self._datasets.clear()
