@@ -60,12 +60,16 @@ def _our_shm_segments():
         names = os.listdir("/dev/shm")
     except FileNotFoundError:
         return set()
-    return {n for n in names if n.startswith("sa_")}
+    return {n for n in names if n.startswith(f"sa_{os.getpid()}_")}
 
 
 @pytest.fixture
 def no_shm_leak():
-    """Fail the test if it leaves one of our shared-memory segments in /dev/shm."""
+    """Fail the test if this process leaves one of its shared-memory segments in /dev/shm.
+
+    Segment names carry the owner's pid; tests that run apply in a subprocess check that
+    subprocess's pid themselves.
+    """
     before = _our_shm_segments()
     yield
     left = _our_shm_segments() - before

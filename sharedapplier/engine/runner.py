@@ -110,6 +110,7 @@ class PipelinedRun:
         elif self.kind == CW_THREADS:
             self.workers = ComputeThreads(job, self.pool, self.signals, nworkers, job.otherArgs)
         self.writer = OrderedWriter(job, self.pool, self.signals, outputWriter, progress)
+        self.closedPipes = set()
 
     def run(self) -> list:
         try:
@@ -192,7 +193,8 @@ class PipelinedRun:
     def _handleMessage(self, workerID, finished, otherArgsList) -> bool:
         try:
             message = self.workers.conns[workerID].recv()
-        except EOFError:
+        except (EOFError, OSError):
+            self.closedPipes.add(workerID)
             return False
         kind = message[0]
         if kind == "done":
@@ -221,10 +223,8 @@ class PipelinedRun:
         for i in self.workers.deadWorkers(finished):
             if i not in live:
                 continue
-            conn = self.workers.conns[i]
-            with contextlib.suppress(OSError, EOFError):
-                if conn.poll(0):
-                    return
+            if i not in self.closedPipes:
+                continue  # read what it sent before dying first
             block = self._blockOfWorker(i + 1)
             where = "" if block is None else f" while processing block {block}"
             _raiseRecord(_mainRecord(RuntimeError(self.workers.describeDeath(i) + where)))
@@ -239,12 +239,14 @@ class PipelinedRun:
 
     def _shutdown(self):
         self.signals.stop.set()
-        self.readers.join()
-        if self.workers is not None:
-            self.workers.stop()
-        for timers in self.readers.timers:
-            self.timings.merge(timers)
-        self.pool.release()
+        try:
+            self.readers.join()
+            if self.workers is not None:
+                self.workers.stop()
+            for timers in self.readers.timers:
+                self.timings.merge(timers)
+        finally:
+            self.pool.release()
 
 
 def _mainRecord(exc):

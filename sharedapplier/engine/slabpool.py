@@ -194,6 +194,14 @@ class SlabPool:
         self.outputLayout = None
         self.outputSegment = None
         self.segments = []
+        self.header = None
+        try:
+            self._open(desc, create)
+        except BaseException:
+            self.release()
+            raise
+
+    def _open(self, desc, create):
         headerBytes = (desc.nslots * _SLOT_COLUMNS + _COUNTERS) * 8
         self.headerSegment = self._segment("hdr", headerBytes, create)
         self.inputSegment = self._segment("in", desc.nslots * self.inputLayout.slotbytes, create)
