@@ -16,7 +16,7 @@ from osgeo import gdal, gdal_array
 
 from . import rioserrors
 from .pixelgrid import PixelGridDefn, fixProjectionWkt
-from .structures import ApplierBlockDefn
+from .structures import ApplierBlockDefn, RasterizationMgr
 
 
 @dataclass
@@ -35,6 +35,7 @@ class InputSpec:
     yoff: int
     ncols: int
     nrows: int
+    isVector: bool = False
 
     @property
     def key(self):
@@ -105,8 +106,14 @@ def _fileGrid(info) -> PixelGridDefn:
                          projection=fixProjectionWkt(info.projection))
 
 
-def prepareInputSpec(name, seqNum, filename, info, workinggrid, controls, tmpfileMgr):
-    """Decide how to read one raster input: which file, which bands, which nulls."""
+def prepareInputSpec(name, seqNum, filename, info, workinggrid, controls, tmpfileMgr,
+                     sourcefile=None):
+    """Decide how to read one raster input: which file, which bands, which nulls.
+
+    ``sourcefile`` is the raster to read when it is not ``filename`` itself (a rasterised
+    vector); ``filename`` is still what ``info.getFilenameFor`` reports.
+    """
+    sourcefile = filename if sourcefile is None else sourcefile
     bands = controls.getOptionForImagename("layerselection", name) or \
         list(range(1, info.rasterCount + 1))
     for b in bands:
@@ -116,14 +123,14 @@ def prepareInputSpec(name, seqNum, filename, info, workinggrid, controls, tmpfil
                 "selected with selectInputImageLayers")
     override = _overrideNulls(controls.getOptionForImagename("inputnodata", name), len(bands))
     nullvalues = override if override is not None else _fileBandNulls(info, bands)
-    readfilename = filename
+    readfilename = sourcefile
     if not _isAligned(workinggrid, _fileGrid(info)):
         warpNulls = list(info.nodataval)
         if override is not None:
             for pos, band in enumerate(bands):
                 warpNulls[band - 1] = override[pos]
         readfilename = _makeWarpedVrt(
-            filename, info, workinggrid, warpNulls,
+            sourcefile, info, workinggrid, warpNulls,
             controls.getOptionForImagename("resampleMethod", name),
             controls.getOptionForImagename("allowOverviewsGdalwarp", name), tmpfileMgr)
     ds = gdal.Open(readfilename)
@@ -143,12 +150,13 @@ def prepareInputSpec(name, seqNum, filename, info, workinggrid, controls, tmpfil
 def prepareInputs(infiles, allInfo, workinggrid, controls, tmpfileMgr) -> list[InputSpec]:
     """Resolve every input of ``infiles`` (in iteration order) for reading."""
     specs = []
+    rasterizer = RasterizationMgr()
     for name, seqNum, filename in infiles:
         info = allInfo[(name, seqNum)]
         if getattr(info, "isVector", False):
             from .vectorinput import prepareVectorSpec
             specs.append(prepareVectorSpec(name, seqNum, filename, info, workinggrid,
-                                           controls, tmpfileMgr))
+                                           controls, tmpfileMgr, rasterizer))
         else:
             specs.append(prepareInputSpec(name, seqNum, filename, info, workinggrid,
                                           controls, tmpfileMgr))

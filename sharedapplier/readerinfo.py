@@ -146,8 +146,9 @@ def makeReaderInfo(workinggrid, blockDefn, controls, infiles, inputs, allInfo,
     for name, seqNum, filename in infiles:
         array = inputs[(name, seqNum)]
         info.filenameLookup[id(array)] = filename
-        if nullvalues is not None and (name, seqNum) in nullvalues:
-            info.nullvalLookup[id(array)] = nullvalues[(name, seqNum)]
+        if nullvalues is not None:
+            if (name, seqNum) in nullvalues:
+                info.nullvalLookup[id(array)] = nullvalues[(name, seqNum)]
         elif not getattr(allInfo[(name, seqNum)], "isVector", False):
             info.nullvalLookup[id(array)] = _nullsFromControls(
                 controls, name, allInfo[(name, seqNum)])
