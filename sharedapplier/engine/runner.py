@@ -40,12 +40,6 @@ def runBlocks(job, outputWriter, controls, timings) -> list:
     return PipelinedRun(job, outputWriter, progress, timings).run()
 
 
-def _workersRead(style) -> bool:
-    if style.computeWorkerKind != CW_PROCESSES:
-        return False
-    return style.computeWorkersRead is None or bool(style.computeWorkersRead)
-
-
 def planSlots(job, nworkers, nreaders) -> int:
     """Slots from the memory budget: enough to keep everyone busy, no more than useful."""
     inputBytes = sum(f.nbytes for f in job.inputFields())
@@ -91,13 +85,13 @@ class PipelinedRun:
         self.style = style
         self.timings = timings
         self.kind = style.computeWorkerKind
-        self.reads = _workersRead(style)
+        self.reads = self.kind == CW_PROCESSES and style.resolvedComputeWorkersRead()
         nworkers = style.numComputeWorkers if self.kind != CW_NONE else 0
         nreaders = 0 if self.reads else style.numReadWorkers
         nslots = planSlots(job, nworkers, nreaders)
         shared = self.kind == CW_PROCESSES
         self.mpContext = multiprocessing.get_context(
-            getattr(style, "workerStartMethod", "spawn")) if shared else None
+            style.workerStartMethod) if shared else None
         desc = slabpool.PoolDescription(slabpool.newRunPrefix(), nslots, len(job.blockList),
                                         job.inputFields(), None)
         self.pool = slabpool.SlabPool(desc, shared=shared, create=True)
