@@ -638,7 +638,7 @@ class ConcurrencyStyle:
                  computeBufferInsertTimeout: float | None = 10,
                  computeBufferPopTimeout: float | None = 20,
                  computeBarrierTimeout: float | None = 600, memoryBudget: int | None = None,
-                 workerStartMethod: str = "spawn"):
+                 workerStartMethod: str = "forkserver"):
         self.numReadWorkers = numReadWorkers
         self.numComputeWorkers = numComputeWorkers
         self.computeWorkerKind = computeWorkerKind

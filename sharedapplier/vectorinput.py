@@ -16,6 +16,7 @@ from osgeo import gdal_array, osr
 from . import rioserrors
 from .fileinfo import ImageInfo
 from .pixelgrid import PixelGridDefn
+
 _CREATION_OPTIONS = ["TILED=YES", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER"]
 
 

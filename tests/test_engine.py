@@ -118,10 +118,12 @@ def test_timers_record_each_worker(scene, tmp_path):
     report = rtn.timings.formatReport()
     for name in ("reading", "userfunction", "writing", "startcomputeworkers"):
         assert name in report
-    workers = set(rtn.timings.intervalsByWorker)
-    assert {"compute 0", "compute 1"} <= workers
-    start, end = rtn.timings.intervalsByWorker["compute 0"]["userfunction"][0]
-    assert end >= start
+    byWorker = rtn.timings.intervalsByWorker
+    assert {"compute 0", "compute 1", "main"} <= set(byWorker)
+    calls = [pair for w in ("compute 0", "compute 1")
+             for pair in byWorker[w].get("userfunction", [])]
+    assert len(calls) == 20 and all(end >= start for start, end in calls)
+    assert len(byWorker["main"]["writing"]) >= 20
 
 
 def fail_on_block(info, inputs, outputs):

@@ -737,13 +737,13 @@ def test_concurrency_style_defaults_and_repr():
     assert (cs.readBufferInsertTimeout, cs.readBufferPopTimeout,
             cs.computeBufferInsertTimeout, cs.computeBufferPopTimeout,
             cs.computeBarrierTimeout) == (10, 10, 10, 20, 600)
-    assert cs.memoryBudget is None and cs.workerStartMethod == "spawn"
+    assert cs.memoryBudget is None and cs.workerStartMethod == "forkserver"
     assert repr(cs) == (
         "ConcurrencyStyle(numReadWorkers=0, numComputeWorkers=0, computeWorkerKind=CW_NONE, "
         "computeWorkersRead=None, singleBlockComputeWorkers=False, haveSharedTemp=True, "
         "readBufferInsertTimeout=10, readBufferPopTimeout=10, computeBufferInsertTimeout=10, "
         "computeBufferPopTimeout=20, computeBarrierTimeout=600, memoryBudget=None, "
-        "workerStartMethod=spawn)")
+        "workerStartMethod=forkserver)")
 
 
 def test_concurrency_style_repr_values_and_extra_params():

@@ -53,6 +53,18 @@ def planSlots(job, nworkers, nreaders) -> int:
     return max(1, slabpool.slotCount(slotbytes, budget, minimum, useful))
 
 
+def _workerContext(method):
+    """The multiprocessing context for compute processes.
+
+    A forkserver is started once per Python process, with numpy, GDAL and the worker code
+    imported but no dataset opened, so later workers fork from it in milliseconds.
+    """
+    ctx = multiprocessing.get_context(method)
+    if method == "forkserver":
+        ctx.set_forkserver_preload(["sharedapplier.engine.computeworkers"])
+    return ctx
+
+
 @contextlib.contextmanager
 def _sigtermRaises():
     """While running, turn SIGTERM into SystemExit so every ``finally`` cleans up."""
@@ -90,8 +102,7 @@ class PipelinedRun:
         nreaders = 0 if self.reads else style.numReadWorkers
         nslots = planSlots(job, nworkers, nreaders)
         shared = self.kind == CW_PROCESSES
-        self.mpContext = multiprocessing.get_context(
-            style.workerStartMethod) if shared else None
+        self.mpContext = _workerContext(style.workerStartMethod) if shared else None
         desc = slabpool.PoolDescription(slabpool.newRunPrefix(), nslots, len(job.blockList),
                                         job.inputFields(), None)
         self.pool = slabpool.SlabPool(desc, shared=shared, create=True)
