@@ -426,3 +426,38 @@ def test_resampling_null_stops_smearing(tmp_path):
         return set(np.unique(read_raster(out)).tolist())
     assert run(None) - {0, 200}
     assert run(0) <= {0, 200}
+
+
+class RecordingProgress:
+    def __init__(self):
+        self.values = []
+
+    def setProgress(self, value):
+        self.values.append(value)
+
+
+def test_progress_reports_each_percent_change_up_to_100(tmp_path, img):
+    path, _ = img
+    progress = RecordingProgress()
+    c = gtiff_controls(setProgress=progress)
+    applier.apply(lambda i, inp, o: setattr(o, "o", inp.a), assoc(a=path),
+                  assoc(o=str(tmp_path / "o.tif")), controls=c)
+    assert progress.values == [0, 17, 33, 50, 67, 83, 100]
+
+
+@pytest.mark.parametrize("driver,ext", [("HFA", ".img"), ("GTiff", ".tif")])
+def test_auto_colour_table_on_thematic_output(tmp_path, driver, ext):
+    classes = (np.arange(60 * 60).reshape(1, 60, 60) % 7).astype(np.uint8)
+    pa = write_raster(tmp_path / "a.tif", classes)
+    out = str(tmp_path / ("o" + ext))
+    c = applier.ApplierControls()
+    c.setOutputDriverName(driver)
+    c.setThematic(True)
+    c.setStatsIgnore(None)
+    c.setAutoColorTableType("rainbow")
+    applier.apply(lambda i, inp, o: setattr(o, "o", inp.a), assoc(a=pa), assoc(o=out),
+                  controls=c)
+    ds = gdal.Open(out)
+    table = ds.GetRasterBand(1).GetColorTable()
+    assert table is not None and table.GetCount() >= 7
+    assert table.GetColorEntry(0)[:3] == (255, 0, 0)
