@@ -50,6 +50,19 @@ def read_raster(path):
     return arr
 
 
+def open_fds(path):
+    """How many of this process's file descriptors point at ``path``."""
+    target = os.path.realpath(path)
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.path.realpath(os.readlink(f"/proc/self/fd/{fd}")) == target:
+                count += 1
+        except OSError:
+            pass
+    return count
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)

@@ -1,9 +1,8 @@
 """Tests of sharedapplier.colortable: named ramps, genTable, and RAT colour tables."""
-import os
 
 import numpy as np
 import pytest
-from conftest import write_raster
+from conftest import open_fds, write_raster
 from osgeo import gdal
 
 from sharedapplier import colortable, rat, rioserrors
@@ -284,13 +283,3 @@ def test_set_table_bad_values(tmp_path):
         colortable.setTable(fn, np.full((4, 3), 300))
 
 
-def open_fds(path):
-    target = os.path.realpath(path)
-    count = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            if os.path.realpath(os.readlink(f"/proc/self/fd/{fd}")) == target:
-                count += 1
-        except OSError:
-            pass
-    return count

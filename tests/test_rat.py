@@ -1,10 +1,9 @@
 """Tests of sharedapplier.rat against real thematic rasters whose RATs GDAL writes."""
-import os
 import warnings
 
 import numpy as np
 import pytest
-from conftest import write_raster
+from conftest import open_fds, write_raster
 from osgeo import gdal
 
 from sharedapplier import rat, rioserrors
@@ -17,17 +16,6 @@ DRIVERS = [
 ]
 
 
-def open_fds(path):
-    """How many of this process's file descriptors point at ``path``."""
-    target = os.path.realpath(path)
-    count = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            if os.path.realpath(os.readlink(f"/proc/self/fd/{fd}")) == target:
-                count += 1
-        except OSError:
-            pass
-    return count
 
 
 def thematic(tmp_path, driver="HFA", ext=".img", dtype=np.int32, name="thm"):

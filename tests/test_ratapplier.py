@@ -1,9 +1,8 @@
 """Tests of sharedapplier.ratapplier on real HFA/GTiff rasters whose RATs GDAL writes."""
-import os
 
 import numpy as np
 import pytest
-from conftest import write_raster
+from conftest import open_fds, write_raster
 from osgeo import gdal
 
 from sharedapplier import rat, ratapplier, rioserrors
@@ -39,16 +38,6 @@ class RecordingProgress:
         self.calls.append(("setProgress", value))
 
 
-def open_fds(path):
-    target = os.path.realpath(path)
-    count = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            if os.path.realpath(os.readlink(f"/proc/self/fd/{fd}")) == target:
-                count += 1
-        except OSError:
-            pass
-    return count
 
 
 def raster(tmp_path, name, driver="HFA", ext=".img", nbands=1):
