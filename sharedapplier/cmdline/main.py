@@ -1,0 +1,185 @@
+"""The ``sharedapplier`` console script: demo, cleanup, calcstats, printstats, bench."""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+from . import stats
+
+PROG = "sharedapplier"
+BENCH_HELP = ("run the benchmark suite (perf/bench.py of a source checkout); every argument "
+              "after 'bench' goes to it, so 'sharedapplier bench --help' shows its options")
+
+
+def _shmDir():
+    from ..engine import slabpool
+    return slabpool.SHM_DIR
+
+
+# ---------------------------------------------------------------------------------------
+# Subcommands
+
+
+def cmdDemo(args) -> int:
+    from .demo import runDemo
+    if args.size < 16:
+        print(f"{PROG} demo: error: --size must be at least 16", file=sys.stderr)
+        return 2
+    if args.workers is not None and args.workers < 1:
+        print(f"{PROG} demo: error: --workers must be at least 1", file=sys.stderr)
+        return 2
+    return runDemo(outdir=args.outdir, size=args.size, workers=args.workers)
+
+
+def _segmentSize(name):
+    try:
+        return os.stat(os.path.join(_shmDir(), name)).st_size
+    except OSError:
+        return 0
+
+
+def cmdCleanup(args) -> int:
+    from ..engine import slabpool
+    stale = slabpool.staleSegments()
+    if not stale:
+        print("nothing to clean: no shared-memory segments left by dead sharedapplier runs")
+        return 0
+    sizes = {name: _segmentSize(name) for name in stale}
+    if args.dry_run:
+        for name in stale:
+            print(f"would remove {slabpool.SHM_DIR}/{name} ({sizes[name] / 2**20:.1f} MiB)")
+        print(f"{len(stale)} stale segment(s), {sum(sizes.values()) / 2**20:.1f} MiB; run "
+              "without --dry-run to remove them")
+        return 0
+    removed = slabpool.removeStaleSegments(out=sys.stdout)
+    freed = sum(sizes.get(name, 0) for name in removed)
+    print(f"removed {len(removed)} stale segment(s), {freed / 2**20:.1f} MiB freed")
+    return 0
+
+
+def cmdCalcstats(args, parser) -> int:
+    return stats.runCalcstats(args, f"{PROG} calcstats", parser)
+
+
+def cmdPrintstats(args, parser) -> int:
+    return stats.runPrintstats(args, f"{PROG} printstats", parser)
+
+
+def benchScript() -> Path:
+    """Where perf/bench.py is when the package runs from a source checkout."""
+    return Path(__file__).resolve().parents[2] / "perf" / "bench.py"
+
+
+def cmdBench(benchArgs, parser) -> int:
+    script = benchScript()
+    if not script.is_file():
+        if any(a in ("-h", "--help") for a in benchArgs):
+            parser.print_help()
+            print(f"\n(The benchmark script {script} is not present here.)")
+            return 0
+        print(f"{PROG} bench: error: the benchmark script {script} is not here; it ships "
+              "with the source repository, not the installed package. Run 'make bench' "
+              "in a checkout of the repository instead.", file=sys.stderr)
+        return 2
+    spec = importlib.util.spec_from_file_location("sharedapplier_perf_bench", script)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    sys.path.insert(0, str(script.parent))
+    savedArgv = sys.argv
+    sys.argv = [f"{PROG} bench", *benchArgs]  # so its usage lines name this command
+    try:
+        try:
+            spec.loader.exec_module(module)
+        except ImportError as e:
+            print(f"{PROG} bench: error: {script} needs a module that is not installed "
+                  f"({e}); install the test extra: pip install -e '.[test]'", file=sys.stderr)
+            return 2
+        result = module.main(list(benchArgs))
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        sys.argv = savedArgv
+        sys.modules.pop(spec.name, None)
+        if sys.path and sys.path[0] == str(script.parent):
+            sys.path.pop(0)
+    return result if isinstance(result, int) else 0
+
+
+# ---------------------------------------------------------------------------------------
+# Parser
+
+
+def buildParser():
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="sharedapplier: RIOS-compatible raster block processing with a "
+                    "shared-memory multi-process engine. Tools and a demonstration.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = sub.add_parser(
+        "demo", help="make a synthetic scene and process it with CW_PROCESSES and CW_NONE",
+        description="Generate a synthetic multi-band scene, compute NDVI and its 3x3 median "
+                    "block by block, once with CW_PROCESSES (one compute process per usable "
+                    "CPU) and once with CW_NONE, print both timing reports and check that the "
+                    "two outputs are identical.")
+    demo.add_argument("--outdir", default="demo-output",
+                      help="folder for the scene and outputs (default: ./demo-output)")
+    demo.add_argument("--size", type=int, default=3000,
+                      help="rows and columns of the square scene (default: 3000)")
+    demo.add_argument("--workers", type=int, default=None,
+                      help="compute worker processes for the CW_PROCESSES run (default: the "
+                           "CPUs this process may use)")
+
+    cleanup = sub.add_parser(
+        "cleanup", help="remove shared-memory segments left behind by dead runs",
+        description="Remove sharedapplier shared-memory segments (/dev/shm/sa_<pid>_...) "
+                    "whose owning process no longer exists, e.g. after a run was killed "
+                    "with SIGKILL. Segments of live runs are never touched.")
+    cleanup.add_argument("--dry-run", action="store_true",
+                         help="only list what would be removed")
+
+    calc = sub.add_parser("calcstats", help="compute and store pyramids, statistics and "
+                          "histograms (as rioscalcstats)",
+                          description=stats.CALCSTATS_DESCRIPTION)
+    stats.addCalcstatsArguments(calc)
+
+    prt = sub.add_parser("printstats", help="print stored statistics (as riosprintstats)",
+                         description=stats.PRINTSTATS_DESCRIPTION)
+    stats.addPrintstatsArguments(prt)
+
+    bench = sub.add_parser("bench", help=BENCH_HELP, description=BENCH_HELP, add_help=False)
+    bench.add_argument("args", nargs="*", metavar="ARG", help="arguments for perf/bench.py")
+    return parser, {"calcstats": calc, "printstats": prt, "bench": bench}
+
+
+def main(argv=None) -> int:
+    """Run the ``sharedapplier`` command line; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, subparsers = buildParser()
+    if argv and argv[0] == "bench":
+        # everything after 'bench' belongs to perf/bench.py, options included
+        return cmdBench(argv[1:], subparsers["bench"])
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 1
+    if args.command is None:
+        parser.print_help()
+        return 1
+    if args.command == "demo":
+        return cmdDemo(args)
+    if args.command == "cleanup":
+        return cmdCleanup(args)
+    if args.command == "calcstats":
+        return cmdCalcstats(args, subparsers["calcstats"])
+    if args.command == "printstats":
+        return cmdPrintstats(args, subparsers["printstats"])
+    parser.print_help()
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
