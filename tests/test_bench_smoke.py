@@ -1,0 +1,54 @@
+"""Smoke test of perf/bench.py: a quick run of the copy workload in every style."""
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "perf" / "bench.py"
+MODULE = "sharedapplier_perf_bench"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location(MODULE, BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[MODULE] = module      # so cloudpickle can ship its functions by value
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(MODULE, None)
+
+
+@pytest.mark.timeout(120)
+def test_quick_copy_every_style(bench, tmp_path, no_shm_leak, capsys):
+    out = tmp_path / "b.json"
+    result = bench.main(["--quick", "--workloads", "copy", "--json", str(out),
+                         "--tmpdir", str(tmp_path)])
+    data = json.loads(out.read_text())
+    assert data["rows"] == json.loads(json.dumps(result["rows"]))
+
+    rows = {r["style"]: r for r in data["rows"] if r["workload"] == "copy"}
+    assert set(rows) == set(bench.STYLE_KEYS)
+    for key, row in rows.items():
+        assert row["error"] is None, (key, row["error"])
+        assert row["times_s"] and all(t > 0 for t in row["times_s"]), key
+        assert row["median_s"] > 0, key
+        assert row["peak_mib"] > 0, key
+        assert row["ratio_vs_floor"] > 0 and row["ratio_vs_cw_none"] > 0, key
+    assert rows["floor"]["ratio_vs_floor"] == pytest.approx(1.0)
+    assert rows["none"]["ratio_vs_cw_none"] == pytest.approx(1.0)
+
+    pipes = data["pipe_bytes"]
+    assert [r["window"] for r in pipes["blocksizes"]] == [128, 512]
+    assert all(r["bytes_per_block"] > 0 for r in pipes["blocksizes"])
+    assert pipes["far_below_pixels"]
+    assert data["memory_check"]["base"]["peak_mib"] > 0
+    assert data["memory_check"]["4x"]["peak_mib"] > 0
+    assert {t["target"] for t in data["targets"]}
+
+    printed = capsys.readouterr().out
+    assert "CW_PROCESSES 2" in printed and "Targets" in printed
+    assert not list(tmp_path.glob("sa-bench-*")), "temporary rasters were left behind"
