@@ -11,6 +11,7 @@ Two halves, usable apart:
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from dataclasses import dataclass
@@ -39,10 +40,17 @@ def _label(name, seqNum):
     return name if seqNum is None else f"{name}[{seqNum}]"
 
 
+@functools.lru_cache(maxsize=64)
+def _gdalTypeCode(dtype):
+    if dtype == numpy.bool_:
+        return None
+    return gdal_array.NumericTypeCodeToGDALTypeCode(dtype)
+
+
 def gdalTypeForDtype(dtype, label) -> int:
     """The GDAL type code for a numpy dtype, or a clear error naming the output."""
-    code = gdal_array.NumericTypeCodeToGDALTypeCode(numpy.dtype(dtype))
-    if code is None or numpy.dtype(dtype) == numpy.bool_:
+    code = _gdalTypeCode(numpy.dtype(dtype))
+    if code is None:
         raise rioserrors.ImageOpenError(
             f"Output '{label}': array type {numpy.dtype(dtype)} has no corresponding GDAL data "
             "type; convert it first, e.g. arr.astype(numpy.uint8)")

@@ -6,7 +6,6 @@ from the working grid, the block definition and the input arrays actually passed
 import math
 
 import numpy
-from osgeo import gdal
 
 from .imageio import Coord, wld2pix
 
@@ -122,37 +121,45 @@ class ReaderInfo:
         return numpy.array(value, dtype=array.dtype)
 
 
-def _blockCorner(workinggrid, col, row):
-    x, y = gdal.ApplyGeoTransform(workinggrid.makeGeoTransform(), col, row)
-    return Coord(x, y)
+class ReaderInfoFactory:
+    """Makes the per-block info objects of one run; grid-wide values are computed once."""
+
+    def __init__(self, workinggrid, windowxsize, windowysize, overlap, loggingstream):
+        self.template = ReaderInfo(workinggrid, windowxsize, windowysize, overlap,
+                                   loggingstream)
+        self.geotransform = workinggrid.makeGeoTransform()
+
+    def _corner(self, col, row):
+        gt = self.geotransform
+        return Coord(gt[0] + col * gt[1] + row * gt[2], gt[3] + col * gt[4] + row * gt[5])
+
+    def make(self, blockDefn, filenames: dict, nullvalues: dict, inputs: dict) -> ReaderInfo:
+        """Info for one block: ``filenames``/``nullvalues``/``inputs`` keyed by (name, seqNum)."""
+        info = ReaderInfo.__new__(ReaderInfo)
+        state = info.__dict__
+        state.update(self.template.__dict__)
+        state["blocklookup"] = {}
+        state["filenameLookup"] = {id(a): filenames[k] for k, a in inputs.items()}
+        state["nullvalLookup"] = {id(a): nullvalues[k] for k, a in inputs.items()
+                                  if k in nullvalues}
+        state["blockwidth"], state["blockheight"] = blockDefn.ncols, blockDefn.nrows
+        state["blocktl"] = self._corner(blockDefn.left, blockDefn.top)
+        state["blockbr"] = self._corner(blockDefn.left + blockDefn.ncols,
+                                        blockDefn.top + blockDefn.nrows)
+        state["xblock"] = int(round(blockDefn.left / info.windowxsize))
+        state["yblock"] = int(round(blockDefn.top / info.windowysize))
+        return info
 
 
-def makeReaderInfo(workinggrid, blockDefn, controls, infiles, inputs, allInfo,
-                   nullvalues=None):
-    """Build the info object for one block.
-
-    ``nullvalues`` maps (name, seqNum) to the per-selected-band null list (as prepared by
-    the reader); without it the nulls are taken from ``allInfo`` and the controls.
-    """
-    info = ReaderInfo(workinggrid, controls.windowxsize, controls.windowysize,
-                      controls.overlap, controls.loggingstream)
-    info.setBlockSize(blockDefn.ncols, blockDefn.nrows)
-    info.setBlockBounds(
-        _blockCorner(workinggrid, blockDefn.left, blockDefn.top),
-        _blockCorner(workinggrid, blockDefn.left + blockDefn.ncols,
-                     blockDefn.top + blockDefn.nrows))
-    info.setBlockCount(int(round(blockDefn.left / controls.windowxsize)),
-                       int(round(blockDefn.top / controls.windowysize)))
-    for name, seqNum, filename in infiles:
-        array = inputs[(name, seqNum)]
-        info.filenameLookup[id(array)] = filename
-        if nullvalues is not None:
-            if (name, seqNum) in nullvalues:
-                info.nullvalLookup[id(array)] = nullvalues[(name, seqNum)]
-        elif not getattr(allInfo[(name, seqNum)], "isVector", False):
-            info.nullvalLookup[id(array)] = _nullsFromControls(
-                controls, name, allInfo[(name, seqNum)])
-    return info
+def makeReaderInfo(workinggrid, blockDefn, controls, infiles, inputs, allInfo):
+    """Build the info object for one block (RIOS's signature; nulls from the metadata)."""
+    factory = ReaderInfoFactory(workinggrid, controls.windowxsize, controls.windowysize,
+                                controls.overlap, controls.loggingstream)
+    filenames = {(name, seqNum): filename for name, seqNum, filename in infiles}
+    nullvalues = {(name, seqNum): _nullsFromControls(controls, name, allInfo[(name, seqNum)])
+                  for name, seqNum, _ in infiles
+                  if not getattr(allInfo[(name, seqNum)], "isVector", False)}
+    return factory.make(blockDefn, filenames, nullvalues, inputs)
 
 
 def _nullsFromControls(controls, name, imginfo):

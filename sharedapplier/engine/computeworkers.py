@@ -14,6 +14,7 @@ the main process the slot number over its pipe. Only small messages cross the pi
 from __future__ import annotations
 
 import copy
+import ctypes
 import os
 import signal
 import sys
@@ -137,10 +138,33 @@ def computeLoop(job, pool, signals, state):
                      cloudpickle.dumps(state.otherArgs)))
 
 
-def processMain(workerID, jobBytes, poolDesc, signals, conn, reads):
-    """Entry point of a compute process (started with spawn or forkserver)."""
+WORKER_GDAL_CACHE_BYTES = 64 * 2**20
+
+
+def _tuneWorkerProcess():
+    """Settings of a compute process: each block is read once and worked on one core.
+
+    GDAL's block cache is kept small (it defaults to 5 % of RAM in every process) and
+    glibc is told to keep freed memory instead of returning it to the system after every
+    block, which otherwise makes each numpy temporary fault its pages in again.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     gdal.UseExceptions()
+    gdal.SetCacheMax(WORKER_GDAL_CACHE_BYTES)
+    for key, value in PINNED_THREADS_ENV.items():
+        gdal.SetConfigOption(key, value)
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    libc.mallopt(M_MMAP_THRESHOLD, 32 * 2**20)
+    libc.mallopt(M_TRIM_THRESHOLD, 256 * 2**20)
+
+
+def processMain(workerID, jobBytes, poolDesc, signals, conn, reads):
+    """Entry point of a compute process (started with spawn or forkserver)."""
+    _tuneWorkerProcess()
     parent = parent_process()
     pool = None
     try:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import imagewriter
-from ..readerinfo import makeReaderInfo
+from ..readerinfo import ReaderInfoFactory
 from ..structures import ApplierBlockDefn, BlockAssociations
 from .slabpool import Field
 
@@ -36,12 +36,23 @@ class ComputeJob:
     def __getstate__(self):
         state = dict(self.__dict__)
         state["loggingstream"] = None
+        state["_infoFactory"] = None
         return state
 
-    @property
-    def nullvalues(self):
-        return {spec.key: spec.nullvalues for spec in self.specs
-                if not getattr(spec, "isVector", False)}
+    def __post_init__(self):
+        self._infoFactory = None
+
+    def _makeInfo(self, blockDefn, inputArrays):
+        """The info object for a block; the factory is built once per process."""
+        if self._infoFactory is None:
+            self._infoFactory = ReaderInfoFactory(self.workinggrid, self.windowxsize,
+                                                  self.windowysize, self.overlap,
+                                                  self.loggingstream)
+            self._filenames = {spec.key: spec.filename for spec in self.specs}
+            self._nullvalues = {spec.key: spec.nullvalues for spec in self.specs
+                                if not spec.isVector}
+        return self._infoFactory.make(blockDefn, self._filenames, self._nullvalues,
+                                      inputArrays)
 
     def inputFields(self) -> tuple:
         m = self.overlap
@@ -66,8 +77,7 @@ class ComputeJob:
         inputs = BlockAssociations(self.infiles)
         for key, arr in inputArrays.items():
             inputs[key] = arr
-        info = makeReaderInfo(self.workinggrid, blockDefn, self, self.infiles, inputArrays,
-                              None, nullvalues=self.nullvalues)
+        info = self._makeInfo(blockDefn, inputArrays)
         outputs = BlockAssociations()
         with timings.interval("userfunction"):
             if otherArgs is None:

@@ -175,17 +175,25 @@ class PipelinedRun:
         live = set(range(len(conns)))
         lastProgress = time.monotonic()
         timeout = self.style.computeBufferPopTimeout
+        waitables = None
         while len(finished) < len(conns) or self.writer.written < len(self.job.blockList):
             self._checkReaders()
-            waitables = [conns[i] for i in live] + self._sentinels(live)
-            for ready in connection.wait(waitables, timeout=sig.POLL_SECONDS):
-                if ready in conns:
-                    i = conns.index(ready)
-                    if self._handleMessage(i, finished, otherArgsList):
-                        lastProgress = time.monotonic()
-                    if i in finished:
-                        live.discard(i)
-            self._checkDeaths(finished, live)
+            if waitables is None:
+                waitables = [conns[i] for i in live] + self._sentinels(live)
+            ready = connection.wait(waitables, timeout=sig.POLL_SECONDS)
+            sentinelFired = not ready
+            for obj in ready:
+                if obj not in conns:
+                    sentinelFired = True
+                    continue
+                i = conns.index(obj)
+                if self._handleMessage(i, finished, otherArgsList):
+                    lastProgress = time.monotonic()
+                if i in finished or i in self.closedPipes:
+                    live.discard(i)
+                    waitables = None
+            if sentinelFired:
+                self._checkDeaths(finished)
             if timeout is not None and time.monotonic() - lastProgress > timeout:
                 _raiseRecord(_mainRecord(sig.timeoutError(
                     "the next computed block", "computeBufferPopTimeout", timeout)))
@@ -224,11 +232,10 @@ class PipelinedRun:
             return True
         return False
 
-    def _checkDeaths(self, finished, live):
+    def _checkDeaths(self, finished):
         for i in self.workers.deadWorkers(finished):
-            if i not in live:
-                continue
-            if i not in self.closedPipes:
+            conn = self.workers.conns[i]
+            if i not in self.closedPipes and not conn.closed and conn.poll(0):
                 continue  # read what it sent before dying first
             block = self._blockOfWorker(i + 1)
             where = "" if block is None else f" while processing block {block}"
