@@ -132,29 +132,36 @@ def calcstatsFile(filename, ignore=None, approx=False, progress=None):
         ds = None
 
 
-def runCalcstats(args, prog, parser) -> int:
+def _eachFile(args, prog, parser, action) -> int:
+    """Run ``action(filename)`` on every file; one error line per bad file, exit 1 if any."""
     if not args.files:
         parser.print_usage(sys.stderr)
         print(f"{prog}: error: give at least one raster file", file=sys.stderr)
         return 1
-    progress = None
-    if sys.stdout.isatty():
-        from ..cuiprogress import GDALProgressBar
-        progress = GDALProgressBar()
     hadExceptions = gdal.GetUseExceptions()
     gdal.UseExceptions()
     failed = 0
     try:
         for filename in args.files:
             try:
-                calcstatsFile(filename, args.ignore, args.approx, progress)
+                action(filename)
             except FileProblem as e:
                 _reportProblem(prog, filename, e)
                 failed += 1
     finally:
         if not hadExceptions:
             gdal.DontUseExceptions()
+    sys.stdout.flush()
     return 1 if failed else 0
+
+
+def runCalcstats(args, prog, parser) -> int:
+    progress = None
+    if args.files and sys.stdout.isatty():
+        from ..cuiprogress import GDALProgressBar
+        progress = GDALProgressBar()
+    return _eachFile(args, prog, parser,
+                     lambda f: calcstatsFile(f, args.ignore, args.approx, progress))
 
 
 # ---------------------------------------------------------------------------------------
@@ -180,28 +187,10 @@ def statsLines(filename, printFilename=False):
 
 
 def runPrintstats(args, prog, parser) -> int:
-    if not args.files:
-        parser.print_usage(sys.stderr)
-        print(f"{prog}: error: give at least one raster file", file=sys.stderr)
-        return 1
-    hadExceptions = gdal.GetUseExceptions()
-    gdal.UseExceptions()
-    failed = 0
-    try:
-        for filename in args.files:
-            try:
-                lines = statsLines(filename, args.printfilename)
-            except FileProblem as e:
-                _reportProblem(prog, filename, e)
-                failed += 1
-                continue
-            for line in lines:
-                print(line)
-    finally:
-        if not hadExceptions:
-            gdal.DontUseExceptions()
-    sys.stdout.flush()
-    return 1 if failed else 0
+    def printFile(filename):
+        for line in statsLines(filename, args.printfilename):
+            print(line)
+    return _eachFile(args, prog, parser, printFile)
 
 
 # ---------------------------------------------------------------------------------------
