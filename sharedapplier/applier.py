@@ -41,9 +41,9 @@ from .engine import runBlocks
 from .engine.job import ComputeJob
 from .engine.writer import ApplierProgress  # noqa: F401
 from .fileinfo import ImageInfo, VectorFileInfo
-from .imagereader import prepareInputs
+from .imagereader import inputGrid, prepareInputs
 from .imagewriter import OutputWriter, checkOutputWritable
-from .pixelgrid import PixelGridDefn, findCommonRegion, fixProjectionWkt, pixelGridFromFile
+from .pixelgrid import PixelGridDefn, findCommonRegion, pixelGridFromFile
 from .readerinfo import makeReaderInfo  # noqa: F401
 from .structures import (  # noqa: F401
     CW_AWSBATCH,
@@ -142,11 +142,6 @@ def readAllImgInfo(infiles) -> dict:
     return {(name, seqNum): _openInput(name, filename) for name, seqNum, filename in infiles}
 
 
-def _gridOf(info) -> PixelGridDefn:
-    return PixelGridDefn(geotransform=info.transform, nrows=info.nrows, ncols=info.ncols,
-                         projection=fixProjectionWkt(info.projection))
-
-
 def _referenceGrid(infiles, allInfo, controls):
     if controls.referencePixgrid is not None:
         return controls.referencePixgrid
@@ -181,7 +176,7 @@ def makeWorkingGrid(infiles, allInfo, controls) -> PixelGridDefn:
     """The pixel grid every block is read and written on."""
     rasters = [(filename, allInfo[(name, seqNum)]) for name, seqNum, filename in infiles
                if not getattr(allInfo[(name, seqNum)], "isVector", False)]
-    candidates = [_gridOf(info) for _, info in rasters]
+    candidates = [inputGrid(info) for _, info in rasters]
     ref = _referenceGrid(infiles, allInfo, controls)
     if ref is None:
         if not candidates:

@@ -64,8 +64,16 @@ def _overrideNulls(override, nbands):
     return override + [None] * (nbands - len(override))
 
 
-def _fileBandNulls(info, bands):
-    return [info.nodataval[b - 1] for b in bands]
+def selectedBands(controls, name, info) -> list[int]:
+    """The 1-based bands of an input that its arrays hold (selectInputImageLayers or all)."""
+    return controls.getOptionForImagename("layerselection", name) or \
+        list(range(1, info.rasterCount + 1))
+
+
+def selectedNulls(controls, name, info, bands) -> list:
+    """The null of each selected band: the inputnodata override, else the file's own."""
+    override = _overrideNulls(controls.getOptionForImagename("inputnodata", name), len(bands))
+    return override if override is not None else [info.nodataval[b - 1] for b in bands]
 
 
 def _isAligned(grid: PixelGridDefn, filegrid: PixelGridDefn) -> bool:
@@ -101,7 +109,8 @@ def _makeWarpedVrt(filename, info, workinggrid, warpNulls, resampleMethod, allow
     return vrtfile
 
 
-def _fileGrid(info) -> PixelGridDefn:
+def inputGrid(info) -> PixelGridDefn:
+    """The pixel grid of an input file, with its projection fixed up (GDA94)."""
     return PixelGridDefn(geotransform=info.transform, nrows=info.nrows, ncols=info.ncols,
                          projection=fixProjectionWkt(info.projection))
 
@@ -114,21 +123,18 @@ def prepareInputSpec(name, seqNum, filename, info, workinggrid, controls, tmpfil
     vector); ``filename`` is still what ``info.getFilenameFor`` reports.
     """
     sourcefile = filename if sourcefile is None else sourcefile
-    bands = controls.getOptionForImagename("layerselection", name) or \
-        list(range(1, info.rasterCount + 1))
+    bands = selectedBands(controls, name, info)
     for b in bands:
         if not 1 <= b <= info.rasterCount:
             raise rioserrors.GDALLayerNumberError(
                 f"Input '{name}' ({filename}) has {info.rasterCount} bands; layer {b} was "
                 "selected with selectInputImageLayers")
-    override = _overrideNulls(controls.getOptionForImagename("inputnodata", name), len(bands))
-    nullvalues = override if override is not None else _fileBandNulls(info, bands)
+    nullvalues = selectedNulls(controls, name, info, bands)
     readfilename = sourcefile
-    if not _isAligned(workinggrid, _fileGrid(info)):
+    if not _isAligned(workinggrid, inputGrid(info)):
         warpNulls = list(info.nodataval)
-        if override is not None:
-            for pos, band in enumerate(bands):
-                warpNulls[band - 1] = override[pos]
+        for band, null in zip(bands, nullvalues, strict=True):
+            warpNulls[band - 1] = null
         readfilename = _makeWarpedVrt(
             sourcefile, info, workinggrid, warpNulls,
             controls.getOptionForImagename("resampleMethod", name),

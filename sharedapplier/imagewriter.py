@@ -71,7 +71,7 @@ def _userArray(outputs, name, seqNum):
     return value
 
 
-def _checkArray(arr, label, blockDefn, overlap, layout):
+def _checkArray(arr, label, blockDefn, overlap):
     if not isinstance(arr, numpy.ndarray):
         raise rioserrors.ArrayShapeError(
             f"Output '{label}' must be a numpy array, not {type(arr).__name__}")
@@ -85,10 +85,6 @@ def _checkArray(arr, label, blockDefn, overlap, layout):
             f"Output '{label}' has rows/cols {arr.shape[1:]} but this block's inputs have "
             f"{expected} (overlap margin included)")
     gdalTypeForDtype(arr.dtype, label)
-    if layout is not None and arr.shape[0] != layout.nbands:
-        raise rioserrors.ArrayShapeError(
-            f"Output '{label}' has {arr.shape[0]} bands in this block but {layout.nbands} in "
-            "its first block; every block must have the same number of bands")
 
 
 def conformToDtype(arr: numpy.ndarray, dtype) -> numpy.ndarray:
@@ -102,6 +98,20 @@ def conformToDtype(arr: numpy.ndarray, dtype) -> numpy.ndarray:
     return arr.astype(dtype)
 
 
+def conformToLayouts(arrays: dict, layouts: dict) -> dict:
+    """Hold a block's outputs to the layout of the first block: same bands, same dtype."""
+    conformed = {}
+    for key, arr in arrays.items():
+        layout = layouts[key]
+        if arr.shape[0] != layout.nbands:
+            raise rioserrors.ArrayShapeError(
+                f"Output '{_label(*key)}' has {arr.shape[0]} bands in this block but "
+                f"{layout.nbands} in its first block; every block must have the same number "
+                "of bands")
+        conformed[key] = conformToDtype(arr, layout.dtype)
+    return conformed
+
+
 def prepareOutputArrays(outputs, outfiles, blockDefn, overlap, layouts=None) -> dict:
     """Check one block's outputs and strip the margin: {(name, seqNum): array view}.
 
@@ -110,16 +120,12 @@ def prepareOutputArrays(outputs, outfiles, blockDefn, overlap, layouts=None) -> 
     """
     prepared = {}
     for name, seqNum, _ in outfiles:
-        label = _label(name, seqNum)
-        layout = None if layouts is None else layouts.get((name, seqNum))
         arr = _userArray(outputs, name, seqNum)
-        _checkArray(arr, label, blockDefn, overlap, layout)
+        _checkArray(arr, _label(name, seqNum), blockDefn, overlap)
         if overlap > 0:
             arr = arr[:, overlap:arr.shape[1] - overlap, overlap:arr.shape[2] - overlap]
-        if layout is not None:
-            arr = conformToDtype(arr, layout.dtype)
         prepared[(name, seqNum)] = arr
-    return prepared
+    return prepared if layouts is None else conformToLayouts(prepared, layouts)
 
 
 def layoutsFromArrays(arrays: dict) -> dict:

@@ -156,18 +156,11 @@ def makeReaderInfo(workinggrid, blockDefn, controls, infiles, inputs, allInfo):
     factory = ReaderInfoFactory(workinggrid, controls.windowxsize, controls.windowysize,
                                 controls.overlap, controls.loggingstream)
     filenames = {(name, seqNum): filename for name, seqNum, filename in infiles}
-    nullvalues = {(name, seqNum): _nullsFromControls(controls, name, allInfo[(name, seqNum)])
-                  for name, seqNum, _ in infiles
-                  if not getattr(allInfo[(name, seqNum)], "isVector", False)}
+    from .imagereader import selectedBands, selectedNulls
+    nullvalues = {}
+    for name, seqNum, _ in infiles:
+        info = allInfo[(name, seqNum)]
+        if not getattr(info, "isVector", False):
+            bands = selectedBands(controls, name, info)
+            nullvalues[(name, seqNum)] = selectedNulls(controls, name, info, bands)
     return factory.make(blockDefn, filenames, nullvalues, inputs)
-
-
-def _nullsFromControls(controls, name, imginfo):
-    bands = controls.getOptionForImagename("layerselection", name) or \
-        list(range(1, imginfo.rasterCount + 1))
-    override = controls.getOptionForImagename("inputnodata", name)
-    if override is None:
-        return [imginfo.nodataval[b - 1] for b in bands]
-    if numpy.isscalar(override):
-        return [override] * len(bands)
-    return list(override)

@@ -25,7 +25,7 @@ from multiprocessing import connection, parent_process
 import cloudpickle
 from osgeo import gdal
 
-from .. import imagewriter, rioserrors
+from .. import imagewriter
 from ..imagereader import BlockReader
 from ..structures import Timers, WorkerErrorRecord
 from . import signals as sig
@@ -42,7 +42,7 @@ PINNED_THREADS_ENV = {
 class WorkerState:
     """One worker's private things: its id, pipe, timers, otherArgs and output layout."""
 
-    def __init__(self, workerID, conn, otherArgs, reads, peerAlive=None):
+    def __init__(self, workerID, conn, otherArgs, reads, peerAlive=None, agreeLayouts=None):
         self.workerID = workerID
         self.conn = conn
         self.otherArgs = otherArgs
@@ -50,10 +50,16 @@ class WorkerState:
         self.peerAlive = peerAlive
         self.timings = Timers(worker=f"compute {workerID}")
         self.layouts = None
+        # how the first block's outputs fix the layout: by asking the main process, or
+        # (when the main thread computes) by making the output slab directly
+        self.agreeLayouts = agreeLayouts
 
 
 def _awaitOutputs(job, pool, signals, state, arrays):
-    """First block: agree the output layout with the main process and attach the slab."""
+    """First block: agree the output layout with the main process and attach the slab.
+
+    Returns the layouts the main process fixed (from whichever worker asked first).
+    """
     if not state.conn.poll(0):
         state.conn.send(("layout", state.workerID, imagewriter.layoutsFromArrays(arrays)))
     timeout = job.concurrency.computeBufferInsertTimeout
@@ -67,7 +73,7 @@ def _awaitOutputs(job, pool, signals, state, arrays):
             raise sig.timeoutError("the output buffers", "computeBufferInsertTimeout", timeout)
     _, fields, layouts = state.conn.recv()
     pool.attachOutputs(fields)
-    state.layouts = layouts
+    return layouts
 
 
 def _nextSlot(job, pool, signals, state, reader):
@@ -94,15 +100,11 @@ def computeSlot(job, pool, signals, state, slot, blockIndex):
     inputs = pool.inputViews(slot, job.inputShapes(blockDefn))
     arrays = job.computeBlock(blockDefn, inputs, state.otherArgs, state.timings, state.layouts)
     if state.layouts is None:
-        _awaitOutputs(job, pool, signals, state, arrays)
-        arrays = {key: imagewriter.conformToDtype(arr, state.layouts[key].dtype)
-                  for key, arr in arrays.items()}
-        for key, arr in arrays.items():
-            if arr.shape[0] != state.layouts[key].nbands:
-                raise rioserrors.ArrayShapeError(
-                    f"Output '{key[0]}' has {arr.shape[0]} bands in one worker's first block "
-                    f"but {state.layouts[key].nbands} in another's; every block must have the "
-                    "same number of bands")
+        if state.agreeLayouts is not None:
+            state.layouts = state.agreeLayouts(arrays)
+        else:
+            state.layouts = _awaitOutputs(job, pool, signals, state, arrays)
+        arrays = imagewriter.conformToLayouts(arrays, state.layouts)
     with state.timings.interval("copy_output"):
         views = pool.outputViews(slot, job.outputShapes(blockDefn, state.layouts))
         for key, arr in arrays.items():

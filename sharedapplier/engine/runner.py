@@ -13,7 +13,7 @@ import cloudpickle
 
 from .. import imagewriter, rioserrors
 from ..imagereader import BlockReader
-from ..structures import CW_NONE, CW_PROCESSES, CW_THREADS
+from ..structures import CW_NONE, CW_PROCESSES, CW_THREADS, WorkerErrorRecord
 from . import signals as sig
 from . import slabpool
 from .computeworkers import ComputeProcesses, ComputeThreads, WorkerState, computeSlot
@@ -132,7 +132,8 @@ class PipelinedRun:
 
     # --- CW_NONE with read workers: the main thread computes and writes -------------
     def _computeInMain(self):
-        state = WorkerState(0, None, self.job.otherArgs, reads=False)
+        state = WorkerState(0, None, self.job.otherArgs, reads=False,
+                            agreeLayouts=self._layoutsFromFirstBlock)
         state.timings = self.timings
         while self.writer.written < len(self.job.blockList):
             self._checkReaders()
@@ -144,24 +145,14 @@ class PipelinedRun:
                 self._checkReaders()
                 raise
             slot, blockIndex = claimed
-            if state.layouts is None:
-                self._firstBlockInMain(state, slot, blockIndex)
-            else:
-                computeSlot(self.job, self.pool, self.signals, state, slot, blockIndex)
+            computeSlot(self.job, self.pool, self.signals, state, slot, blockIndex)
             self.writer.blockComputed(slot, blockIndex)
         return [self.job.otherArgs]
 
-    def _firstBlockInMain(self, state, slot, blockIndex):
-        blockDefn = self.job.blockList[blockIndex]
-        inputs = self.pool.inputViews(slot, self.job.inputShapes(blockDefn))
-        arrays = self.job.computeBlock(blockDefn, inputs, state.otherArgs, self.timings)
-        state.layouts = imagewriter.layoutsFromArrays(arrays)
-        self.writer.setLayouts(state.layouts)
-        views = self.pool.outputViews(slot, self.job.outputShapes(blockDefn, state.layouts))
-        for key, arr in arrays.items():
-            views[key][...] = arr
-        with self.signals.lock:
-            self.pool.setSlot(slot, slabpool.COMPUTED)
+    def _layoutsFromFirstBlock(self, arrays):
+        layouts = imagewriter.layoutsFromArrays(arrays)
+        self.writer.setLayouts(layouts)
+        return layouts
 
     def _checkReaders(self):
         record = self.readers.firstError()
@@ -262,5 +253,4 @@ class PipelinedRun:
 
 
 def _mainRecord(exc):
-    from ..structures import WorkerErrorRecord
     return WorkerErrorRecord(exc, "main")
