@@ -1,9 +1,11 @@
 """Progress objects for the console and for log files (RIOS's progress interface).
 
-Every class takes no arguments, counts ``totalsteps`` (default 100) and writes to the
-``sys.stdout`` current at the time of the call. None of them can be cancelled.
+RIOS's classes take no arguments, count ``totalsteps`` (default 100) and write to the
+``sys.stdout`` current at the time of the call. :class:`ProgressBar` (not in RIOS) also shows
+blocks per second and time left. None of them can be cancelled.
 """
 import sys
+import time
 
 from osgeo import gdal
 
@@ -127,3 +129,201 @@ class SilentProgress(_TextProgress):
 
     def displayInfo(self, text: str):
         pass
+
+
+def _clock_text(seconds: float) -> str:
+    """``m:ss``, or ``h:mm:ss`` from an hour up."""
+    total = max(0, int(round(seconds)))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}:{minutes:02d}:{secs:02d}"
+    return f"{minutes}:{secs:02d}"
+
+
+class ProgressBar:
+    """A progress bar with blocks per second and time left; plain log lines off a terminal.
+
+    Accepts RIOS's progress protocol (``setProgress`` in ``totalsteps`` units, default 100)
+    and, from apply, ``setBlocks(done, total)``, which adds the block count, the rate and the
+    estimated time left. On a terminal one line is redrawn in place (at most every
+    ``redrawSeconds``, and on every change of the whole percentage)::
+
+        [#############----------------]  45%  123/270 blocks  38.2 blocks/s  ETA 0:04
+
+    When the stream is not a terminal (a log file, a pipe), it writes a plain line each time
+    the percentage passes a multiple of ``logPercentStep``, or ``logSeconds`` after the last
+    line if anything moved, and once at 100%. ``stream`` defaults to the ``sys.stdout``
+    current at each call. ``setLabelText`` starts a new phase (e.g. post-pass pyramids).
+    Cannot be cancelled.
+    """
+
+    def __init__(self, stream=None, width: int = 30, logPercentStep: int = 10,
+                 logSeconds: float = 5.0, redrawSeconds: float = 0.1):
+        self.stream = stream
+        self.width = width
+        self.logPercentStep = logPercentStep
+        self.logSeconds = logSeconds
+        self.redrawSeconds = redrawSeconds
+        self.clock = time.monotonic
+        self.totalsteps = 100
+        self._forget()
+
+    def _forget(self):
+        """Start a new phase: no percentage, blocks or timing yet."""
+        self.percent = None
+        self.blocks = None
+        self._start = None
+        self._lastShown = None
+        self._lastPercent = None
+        self._lastPosition = None
+        self._lineOpen = False
+        self._lineWidth = 0
+        self._finished = False
+
+    # --- the RIOS progress protocol ----------------------------------------------------
+    def setTotalSteps(self, steps: int):
+        """Set the ``setProgress`` value that counts as 100%."""
+        self.totalsteps = steps
+
+    def setProgress(self, value: float):
+        """Show ``value`` (out of ``totalsteps``); ignored when block counts are known."""
+        if self.blocks is None:
+            self._advance(int(value / self.totalsteps * 100), value)
+
+    def setBlocks(self, done: int, total: int):
+        """Show ``done`` of ``total`` blocks (called by apply before each percentage)."""
+        total = max(total, 1)
+        self.blocks = (done, total)
+        self._advance(int(round(100 * done / total)), done)
+
+    def reset(self):
+        """End the current line and forget the phase."""
+        self._endLine()
+        self._forget()
+
+    def setLabelText(self, text: str):
+        """Print a label on its own line; the next progress starts a new phase."""
+        self._endLine()
+        self._forget()
+        self._write(f"{text}\n")
+
+    def wasCancelled(self) -> bool:
+        """This bar cannot be cancelled."""
+        return False
+
+    def displayException(self, trace: str):
+        self._message(trace)
+
+    def displayWarning(self, text: str):
+        self._message(f"Warning: {text}\n")
+
+    def displayError(self, text: str):
+        self._message(f"Error: {text}\n")
+
+    def displayInfo(self, text: str):
+        self._message(f"Info: {text}\n")
+
+    # --- internals ---------------------------------------------------------------------
+    def _out(self):
+        return sys.stdout if self.stream is None else self.stream
+
+    def _isatty(self) -> bool:
+        isatty = getattr(self._out(), "isatty", None)
+        try:
+            return bool(isatty and isatty())
+        except ValueError:  # closed stream
+            return False
+
+    def _write(self, text: str):
+        out = self._out()
+        out.write(text)
+        out.flush()
+
+    def _message(self, text: str):
+        self._endLine()
+        self._write(text)
+
+    def _endLine(self):
+        if self._lineOpen:
+            self._write("\n")
+            self._lineOpen = False
+            self._lineWidth = 0
+
+    def _advance(self, percent: int, position: float):
+        """Record a new position (blocks or steps); draw or log it when due."""
+        percent = min(max(percent, 0), 100)
+        now = self.clock()
+        if self._start is None or (self.percent is not None and percent < self.percent):
+            self._forget_timing(now, position)
+        if self._finished and percent >= 100:
+            return
+        self._finished = False
+        changed = percent != self.percent
+        self.percent = percent
+        self._position = position
+        if self._isatty():
+            self._redraw(now, changed)
+        else:
+            self._log(now)
+
+    def _forget_timing(self, now, position):
+        self._start = (now, position)
+        self._lastShown = None
+        self._lastPercent = None
+        self._lastPosition = None
+
+    def _rate(self, now):
+        """Positions per second since the phase began, or None before it can be told."""
+        t0, p0 = self._start
+        if now <= t0 or self._position <= p0:
+            return None
+        return (self._position - p0) / (now - t0)
+
+    def _status(self, now) -> str:
+        """The text after the bar: percent, blocks, rate and ETA (or time taken)."""
+        parts = [f"{self.percent:3d}%"]
+        rate = self._rate(now)
+        if self.blocks is not None:
+            done, total = self.blocks
+            parts.append(f"{done}/{total} blocks")
+            parts.append("-- blocks/s" if rate is None else f"{rate:.1f} blocks/s")
+            left = None if rate is None else (total - done) / rate
+        else:
+            left = None if rate is None else (self.totalsteps - self._position) / rate
+        if self.percent >= 100:
+            parts.append(f"in {_clock_text(now - self._start[0])}")
+        else:
+            parts.append("ETA -:--" if left is None else f"ETA {_clock_text(left)}")
+        return "  ".join(parts)
+
+    def _redraw(self, now, changed):
+        due = self._lastShown is None or now - self._lastShown >= self.redrawSeconds
+        if not (changed or due or self.percent >= 100):
+            return
+        filled = self.width * self.percent // 100
+        bar = "[" + "#" * filled + "-" * (self.width - filled) + "]"
+        text = f"{bar}  {self._status(now)}"
+        self._write("\r" + text.ljust(self._lineWidth))
+        self._lineWidth = len(text)
+        self._lineOpen = True
+        self._lastShown = now
+        if self.percent >= 100:
+            self._endLine()
+            self._finished = True
+
+    def _log(self, now):
+        last = self._lastPercent
+        step = max(self.logPercentStep, 1)
+        crossed = last is None or self.percent // step > last // step or (
+            self.percent >= 100 > last)
+        moved = self._position != self._lastPosition
+        stale = self._lastShown is not None and now - self._lastShown >= self.logSeconds
+        if not (crossed or (moved and stale)):
+            return
+        self._write(self._status(now) + "\n")
+        self._lastShown = now
+        self._lastPercent = self.percent
+        self._lastPosition = self._position
+        if self.percent >= 100:
+            self._finished = True

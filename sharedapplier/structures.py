@@ -248,7 +248,8 @@ class Timers:
     def formatReport(self, level: int = 0) -> str:
         """A text report of total time per timer name; level > 0 adds distribution columns.
 
-        Unlike RIOS, a missing ``walltime`` timer does not raise: the report says so.
+        Unlike RIOS, a missing ``walltime`` timer does not raise: the report says so. With a
+        ``walltime`` timer the report ends, after a blank line, with :meth:`bottleneck`'s line.
         """
         summary = self.makeSummaryDict()
         if "walltime" in summary:
@@ -263,7 +264,27 @@ class Timers:
             lines += ["", "", header, "-" * len(header)]
             lines += [name.ljust(20) + " " * 4 + self._stats_text(summary[name])
                       for name in names]
+        if "walltime" in summary:
+            lines += ["", self.bottleneck()]
         return "\n".join(lines)
+
+    def bottleneck(self) -> str:
+        """One line: what limited the run and which ConcurrencyStyle change would help most.
+
+        Reasoned from the busy fraction of each role (reading, computing, writing) over the
+        walltime; the rule is documented in :func:`sharedapplier.timeline.diagnose`.
+        """
+        from . import timeline
+        return timeline.bottleneck(self)
+
+    def drawTimeline(self, filename: str, title: str | None = None) -> str:
+        """Draw the run's timeline (one row per worker) to a PNG file; return its name.
+
+        Needs matplotlib (raises ``rioserrors.UnavailableError`` without it); see
+        :func:`sharedapplier.timeline.drawTimeline`.
+        """
+        from . import timeline
+        return timeline.drawTimeline(self, filename, title)
 
     @staticmethod
     def _stats_text(stats):
@@ -295,11 +316,15 @@ class WorkerErrorRecord:
         self.workerID = workerID
         self.blockDefn = blockDefn
         self.formattedTraceback = traceback.format_exception(exc)
+        # where the worker ran, for remote workers (e.g. "SLURM job 812 on node1 (log ...)")
+        self.origin = None
 
     def __str__(self):
         first = f"Error in {self.workerType} worker"
         if self.workerID is not None:
             first += f" {self.workerID}"
+        if getattr(self, "origin", None):
+            first += f" ({self.origin})"
         lines = [first]
         if self.blockDefn is not None:
             lines.append(f"while processing block {self.blockDefn!r}")
@@ -616,6 +641,12 @@ def _is_timeout(value):
                              and value >= 0)
 
 
+def _isLauncherKind(kind) -> bool:
+    """A kind that an installed package provides a launcher for."""
+    from .launchers import launcherKinds
+    return kind in launcherKinds()
+
+
 class ConcurrencyStyle:
     """How apply() spreads reading and computing over threads, processes or batch jobs.
 
@@ -673,7 +704,8 @@ class ConcurrencyStyle:
 
     def _validate_values(self):
         """Checks of single values (RIOS does none of these)."""
-        _check(self.computeWorkerKind not in ALL_KINDS,
+        _check(self.computeWorkerKind not in ALL_KINDS
+               and not _isLauncherKind(self.computeWorkerKind),
                f"computeWorkerKind={self.computeWorkerKind!r} is not known: use one of "
                + ", ".join(ALL_KINDS))
         for name in ("numReadWorkers", "numComputeWorkers"):

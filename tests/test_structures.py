@@ -273,6 +273,13 @@ REPORT_PAIRS = {
 }
 
 
+# the main thread wrote (writing + stats+histogram) 7 of the 12.34 s: writing limits
+REPORT_DIAGNOSIS = (
+    "Limited by writing (busy: reading 24%, computing 2%, writing 57%, waiting 4%): "
+    "writing is the limit: fewer workers will not hurt; a faster output driver or lighter "
+    "compression (setOutputDriverName / setCreationOptions) would help")
+
+
 def row(name, text):
     """A report line: name padded to 20 characters, 4 spaces, then the right-aligned text."""
     return name + " " * (20 - len(name)) + "    " + text
@@ -291,6 +298,8 @@ def test_timers_format_report_level0_exact():
         row("pop_computebuffer", "     0.1"),
         row("copy_output", "     0.2"),
         row("wait_input", "     0.5"),
+        "",
+        REPORT_DIAGNOSIS,
     ])
     assert report == expected
 
@@ -310,7 +319,9 @@ def test_timers_format_report_level1_exact():
         row("copy_output", "1,0.2500,0.2500,0.2500,0.2500,0.2500"),
         row("wait_input", "1,0.5000,0.5000,0.5000,0.5000,0.5000"),
     ])
-    assert report == timers_with(REPORT_PAIRS).formatReport() + "\n" + tail
+    level0 = timers_with(REPORT_PAIRS).formatReport()
+    body = level0[:-len("\n\n" + REPORT_DIAGNOSIS)]
+    assert report == body + "\n" + tail + "\n\n" + REPORT_DIAGNOSIS
     assert not report.endswith("\n")
 
 
@@ -318,7 +329,8 @@ def test_timers_format_report_full_rios_order():
     names = list(structures.RIOS_TIMER_ORDER)
     t = timers_with({n: [(0, 1)] for n in reversed(names)} | {"walltime": [(0, 1)]})
     lines = t.formatReport().split("\n")[4:]
-    assert [line.split()[0] for line in lines] == names
+    assert [line.split()[0] for line in lines[:-2]] == names
+    assert lines[-2] == "" and lines[-1].startswith("Limited by ")
 
 
 def test_timers_format_report_without_walltime():

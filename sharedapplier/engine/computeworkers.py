@@ -99,6 +99,12 @@ def computeSlot(job, pool, signals, state, slot, blockIndex):
     blockDefn = job.blockList[blockIndex]
     inputs = pool.inputViews(slot, job.inputShapes(blockDefn))
     arrays = job.computeBlock(blockDefn, inputs, state.otherArgs, state.timings, state.layouts)
+    storeOutputs(job, pool, signals, state, slot, blockIndex, arrays)
+
+
+def storeOutputs(job, pool, signals, state, slot, blockIndex, arrays):
+    """Copy a block's outputs into its slot (fixing the layout on the first block)."""
+    blockDefn = job.blockList[blockIndex]
     if state.layouts is None:
         if state.agreeLayouts is not None:
             state.layouts = state.agreeLayouts(arrays)
@@ -228,6 +234,9 @@ class ComputeProcesses:
             self.procs.append((proc, workerEnd))
         self.started = []
 
+    def waitingForStart(self) -> bool:
+        return False
+
     def start(self):
         with _MainModuleHidden():
             for proc, workerEnd in self.procs:
@@ -285,6 +294,9 @@ class ComputeThreads:
     def start(self):
         for thread in self.threads:
             thread.start()
+
+    def waitingForStart(self) -> bool:
+        return False
 
     def waitables(self):
         return list(self.conns)

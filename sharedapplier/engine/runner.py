@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import shutil
 import signal
 import sys
 import threading
@@ -11,13 +12,14 @@ from multiprocessing import connection
 
 import cloudpickle
 
-from .. import imagewriter, rioserrors
+from .. import imagewriter, launchers, rioserrors
 from ..imagereader import BlockReader
 from ..structures import CW_NONE, CW_PROCESSES, CW_THREADS, WorkerErrorRecord
 from . import signals as sig
 from . import slabpool
 from .computeworkers import ComputeProcesses, ComputeThreads, WorkerState, computeSlot
 from .readworkers import ReadWorkers
+from .remoteworkers import RemoteWorkers, makeRunDirectory
 from .writer import ApplierProgress, OrderedWriter, writeSequentially
 
 
@@ -33,11 +35,19 @@ def runBlocks(job, outputWriter, controls, timings) -> list:
         finally:
             reader.close()
         return [job.otherArgs]
-    if kind not in (CW_NONE, CW_THREADS, CW_PROCESSES):
-        raise rioserrors.UnavailableError(
-            f"computeWorkerKind {kind} is not available in this version of sharedapplier; "
-            "use CW_NONE, CW_THREADS or CW_PROCESSES")
-    return PipelinedRun(job, outputWriter, progress, timings).run()
+    if kind in (CW_NONE, CW_THREADS, CW_PROCESSES):
+        return PipelinedRun(job, outputWriter, progress, timings).run()
+    launcherClass = launchers.launcherClass(kind)
+    rundir = makeRunDirectory(controls.tempdir)
+    try:
+        launcher = launcherClass(style.computeWorkerExtraParams, rundir,
+                                 controls.jobName or "")
+        launcher.checkAvailable()
+        run = PipelinedRun(job, outputWriter, progress, timings, launcher, rundir)
+    except BaseException:
+        shutil.rmtree(rundir, ignore_errors=True)
+        raise
+    return run.run()
 
 
 def planSlots(job, nworkers, nreaders) -> int:
@@ -91,16 +101,21 @@ def _raiseRecord(record):
 class PipelinedRun:
     """A run with read threads and/or compute workers sharing a slab pool."""
 
-    def __init__(self, job, outputWriter, progress, timings):
+    def __init__(self, job, outputWriter, progress, timings, launcher=None, rundir=None):
         style = job.concurrency
         self.job = job
         self.style = style
         self.timings = timings
         self.kind = style.computeWorkerKind
-        self.reads = self.kind == CW_PROCESSES and style.resolvedComputeWorkersRead()
-        nworkers = style.numComputeWorkers if self.kind != CW_NONE else 0
+        remote = launcher is not None
+        self.reads = (self.kind == CW_PROCESSES or remote) and style.resolvedComputeWorkersRead()
+        nworkers = 0 if self.kind == CW_NONE else style.numComputeWorkers
+        if style.singleBlockComputeWorkers:
+            nworkers = len(job.blockList)
         nreaders = 0 if self.reads else style.numReadWorkers
-        nslots = planSlots(job, nworkers, nreaders)
+        if remote and not self.reads:
+            nreaders = max(1, nreaders)
+        nslots = planSlots(job, min(nworkers, len(job.blockList)), nreaders)
         shared = self.kind == CW_PROCESSES
         self.mpContext = _workerContext(style.workerStartMethod) if shared else None
         desc = slabpool.PoolDescription(slabpool.newRunPrefix(), nslots, len(job.blockList),
@@ -109,7 +124,10 @@ class PipelinedRun:
         self.signals = sig.SlotSignals.create(nslots, self.mpContext)
         self.readers = ReadWorkers(job, self.pool, self.signals, nreaders)
         self.workers = None
-        if self.kind == CW_PROCESSES:
+        if remote:
+            self.workers = RemoteWorkers(job, self.pool, self.signals, nworkers, self.reads,
+                                         launcher, rundir)
+        elif self.kind == CW_PROCESSES:
             self.workers = ComputeProcesses(job, self.pool, self.signals, nworkers,
                                             self.reads, self.mpContext)
         elif self.kind == CW_THREADS:
@@ -185,7 +203,9 @@ class PipelinedRun:
                     waitables = None
             if sentinelFired:
                 self._checkDeaths(finished)
-            if timeout is not None and time.monotonic() - lastProgress > timeout:
+            if self.workers.waitingForStart():
+                lastProgress = time.monotonic()
+            elif timeout is not None and time.monotonic() - lastProgress > timeout:
                 _raiseRecord(_mainRecord(sig.timeoutError(
                     "the next computed block", "computeBufferPopTimeout", timeout)))
         return otherArgsList
@@ -201,6 +221,8 @@ class PipelinedRun:
             self.closedPipes.add(workerID)
             return False
         kind = message[0]
+        if kind == "started":
+            return True
         if kind == "done":
             self.writer.blockComputed(message[1], message[2])
             return True

@@ -13,7 +13,12 @@ from . import slabpool
 
 
 class ApplierProgress:
-    """Reports whole-percent progress to the user's progress object, only on change."""
+    """Reports whole-percent progress to the user's progress object, only on change.
+
+    A progress object with a ``setBlocks(done, total)`` method (such as
+    ``cuiprogress.ProgressBar``) also hears of every block, before the percentage, so that it
+    can show blocks per second and time left.
+    """
 
     def __init__(self, controls, numBlocks):
         self.progress = controls.progress
@@ -23,6 +28,9 @@ class ApplierProgress:
     def update(self, blockNdx):
         if self.progress is None:
             return
+        setBlocks = getattr(self.progress, "setBlocks", None)
+        if setBlocks is not None:
+            setBlocks(blockNdx, self.numBlocks)
         percent = int(round(100 * blockNdx / self.numBlocks))
         if percent != self.last:
             self.progress.setProgress(percent)

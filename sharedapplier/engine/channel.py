@@ -1,0 +1,206 @@
+"""The network data channel between the main process and remote compute workers.
+
+Remote workers (batch jobs, or local subprocesses standing in for them) connect back to the
+main process over TCP. Every connection is authenticated with an HMAC challenge on a random
+key, both ways, before a single message is read from it, so nothing an unauthenticated peer
+sends is ever unpickled. A peer that connects and stays silent only holds its own handshake
+thread, which gives up after :data:`HANDSHAKE_SECONDS`.
+
+After the handshake a worker says hello with its worker number and identity; the channel
+hands the connection to whoever waits for that worker (:meth:`NetworkDataChannel.
+awaitWorker`). The address and key reach workers through :class:`ChannelAddress`: a JSON
+file readable only by its owner (mode 0600) in the run's shared directory, or, when there is
+no shared directory, a string on the command line.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import random
+import secrets
+import socket
+import threading
+from dataclasses import asdict, dataclass
+from multiprocessing import connection
+
+from .. import rioserrors
+
+DEFAULT_PORT_RANGE = (30000, 50000)
+HANDSHAKE_SECONDS = 10.0
+_BIND_ATTEMPTS = 200
+_ACCEPT_POLL_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class ChannelAddress:
+    """Where the channel listens and the key that opens it."""
+
+    hostname: str
+    portnum: int
+    authkey: str
+
+    def addressStr(self) -> str:
+        """RIOS's form, ``hostname,port,authkey`` (for ``--channaddr``)."""
+        return f"{self.hostname},{self.portnum},{self.authkey}"
+
+    @classmethod
+    def fromString(cls, text: str) -> ChannelAddress:
+        try:
+            hostname, port, key = text.strip().split(",")
+            return cls(hostname, int(port), key)
+        except ValueError:
+            raise rioserrors.RiosError(
+                f"channel address {text.strip()[:40]!r} is not 'hostname,port,authkey'") from None
+
+    def writeFile(self, path: str) -> None:
+        """Write the address to a new file that only its owner can read."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(asdict(self), f)
+
+    @classmethod
+    def fromFile(cls, path: str) -> ChannelAddress:
+        try:
+            with open(path) as f:
+                text = f.read()
+        except OSError as e:
+            raise rioserrors.FileOpenError(
+                f"cannot read the channel address file {path}: {e.strerror}") from None
+        text = text.strip()
+        if text.startswith("{"):
+            return cls(**json.loads(text))
+        return cls.fromString(text.splitlines()[0])
+
+
+def connectToChannel(address: ChannelAddress, timeout: float = 30.0):
+    """A worker's authenticated connection to the main process."""
+    sock = socket.create_connection((address.hostname, address.portnum), timeout=timeout)
+    sock.setblocking(True)
+    conn = connection.Connection(sock.detach())
+    key = address.authkey.encode()
+    try:
+        connection.answer_challenge(conn, key)
+        connection.deliver_challenge(conn, key)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+class NetworkDataChannel:
+    """The main process's listening end of the channel.
+
+    It binds to ``interface`` (all interfaces when empty) on a free port drawn from
+    ``portRange`` and advertises ``hostname`` to workers. Connections that fail the
+    handshake are counted in :attr:`rejected` and closed.
+    """
+
+    def __init__(self, hostname: str | None = None, interface: str = "",
+                 portRange: tuple[int, int] = DEFAULT_PORT_RANGE):
+        self.authkey = secrets.token_hex(32)
+        self.sock = _bindInRange(interface, portRange)
+        self.portnum = self.sock.getsockname()[1]
+        self.hostname = hostname or interface or socket.gethostname()
+        self.rejected = 0
+        self._waiting: dict[int, queue.Queue] = {}
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._acceptLoop, daemon=True,
+                                        name="sharedapplier-channel")
+        self._thread.start()
+
+    @property
+    def address(self) -> ChannelAddress:
+        return ChannelAddress(self.hostname, self.portnum, self.authkey)
+
+    def addressStr(self) -> str:
+        return self.address.addressStr()
+
+    def awaitWorker(self, workerID: int, timeout: float):
+        """The (connection, identity) of worker ``workerID``, or None if it has not come."""
+        try:
+            return self._queueFor(workerID).get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def shutdown(self) -> None:
+        """Stop accepting; connections already handed out belong to their takers."""
+        self._closed.set()
+        self.sock.close()
+        self._thread.join(2 * _ACCEPT_POLL_SECONDS)
+        with self._lock:
+            leftovers = list(self._waiting.values())
+        for q in leftovers:
+            while not q.empty():
+                conn, _ = q.get_nowait()
+                conn.close()
+
+    def _queueFor(self, workerID):
+        with self._lock:
+            return self._waiting.setdefault(workerID, queue.Queue())
+
+    def _acceptLoop(self):
+        self.sock.settimeout(_ACCEPT_POLL_SECONDS)
+        while not self._closed.is_set():
+            try:
+                peer, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._handshake, args=(peer,), daemon=True,
+                             name="sharedapplier-handshake").start()
+
+    def _handshake(self, peer):
+        peer.settimeout(None)
+        conn = connection.Connection(os.dup(peer.fileno()))
+        timer = threading.Timer(HANDSHAKE_SECONDS, _hangUp, args=(peer,))
+        timer.start()
+        try:
+            key = self.authkey.encode()
+            connection.deliver_challenge(conn, key)
+            connection.answer_challenge(conn, key)
+            hello = conn.recv()
+            timer.cancel()
+            _, workerID, identity = hello
+            if self._closed.is_set():
+                raise EOFError()
+            self._queueFor(int(workerID)).put((conn, identity))
+        except (connection.AuthenticationError, EOFError, OSError, ValueError, TypeError):
+            timer.cancel()
+            with self._lock:
+                self.rejected += 1
+            conn.close()
+        except Exception:
+            timer.cancel()
+            conn.close()
+            raise
+        finally:
+            peer.close()
+
+
+def _hangUp(peer):
+    with contextlib.suppress(OSError):
+        peer.shutdown(socket.SHUT_RDWR)
+
+
+def _bindInRange(interface, portRange):
+    low, high = portRange
+    if not (0 < low <= high < 65536):
+        raise ValueError(f"channel port range {portRange} is invalid: give (low, high) "
+                         "with 0 < low <= high < 65536")
+    ports = range(low, high + 1)
+    candidates = random.sample(ports, min(len(ports), _BIND_ATTEMPTS))
+    for port in candidates:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.bind((interface, port))
+            sock.listen(64)
+            return sock
+        except OSError:
+            sock.close()
+    raise rioserrors.UnavailableError(
+        f"no free port for the worker channel on interface {interface or 'all'} in "
+        f"{low}-{high}: widen 'channelPortRange' in computeWorkerExtraParams")

@@ -1,0 +1,56 @@
+"""Launchers start compute workers somewhere else: local subprocesses, SLURM, PBS, AWS Batch.
+
+Each backend lives in its own module behind :class:`base.Launcher`. A third party adds a
+kind without changing sharedapplier by declaring an entry point in the group
+``sharedapplier.launchers`` whose name is the kind string and whose value is the class::
+
+    [project.entry-points."sharedapplier.launchers"]
+    CW_MYCLUSTER = "mypackage.launcher:MyClusterLauncher"
+
+and then runs ``ConcurrencyStyle(computeWorkerKind="CW_MYCLUSTER", ...)``.
+"""
+from __future__ import annotations
+
+import importlib
+from importlib import metadata
+
+from .. import rioserrors
+from .base import Launcher, WorkerCommand, WorkerDescription
+
+ENTRY_POINT_GROUP = "sharedapplier.launchers"
+
+BUILTIN_LAUNCHERS = {
+    "CW_SUBPROC": "sharedapplier.launchers.subproc:SubprocLauncher",
+    "CW_SLURM": "sharedapplier.launchers.slurm:SlurmLauncher",
+    "CW_PBS": "sharedapplier.launchers.pbs:PBSLauncher",
+    "CW_AWSBATCH": "sharedapplier.launchers.awsbatch:AWSBatchLauncher",
+}
+
+__all__ = ["ENTRY_POINT_GROUP", "Launcher", "WorkerCommand", "WorkerDescription",
+           "launcherClass", "launcherKinds"]
+
+
+def _entryPoints() -> dict:
+    return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def launcherKinds() -> list[str]:
+    """Every kind a launcher exists for: the built-in ones and those of installed packages."""
+    return sorted(set(BUILTIN_LAUNCHERS) | set(_entryPoints()))
+
+
+def launcherClass(kind: str) -> type[Launcher]:
+    """The launcher class for ``kind``; UnavailableError if there is none."""
+    if kind in BUILTIN_LAUNCHERS:
+        moduleName, className = BUILTIN_LAUNCHERS[kind].split(":")
+        return getattr(importlib.import_module(moduleName), className)
+    entry = _entryPoints().get(kind)
+    if entry is None:
+        raise rioserrors.UnavailableError(
+            f"computeWorkerKind {kind} has no launcher: use one of "
+            f"{', '.join(launcherKinds())}, or install the package that provides it")
+    cls = entry.load()
+    if not (isinstance(cls, type) and issubclass(cls, Launcher)):
+        raise rioserrors.UnavailableError(
+            f"the entry point {entry.value} for {kind} is not a sharedapplier Launcher class")
+    return cls

@@ -1,0 +1,157 @@
+"""The one small interface every compute-worker launcher implements.
+
+A launcher starts remote compute workers (as batch jobs, containers or local processes),
+tells the engine how each one is doing, and cancels whatever is still queued or running
+when the run ends. It knows nothing about blocks: each worker it starts runs
+``sharedapplier computeworker``, which connects back to the main process over the
+authenticated channel and pulls blocks until none are left.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+# How often the scheduler is asked about the workers, at most.
+POLL_INTERVAL_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class WorkerDescription:
+    """What the backend says about one worker: where it runs and how it ended."""
+
+    workerID: int
+    backend: str
+    backendID: str | None = None
+    host: str | None = None
+    logLocation: str | None = None
+    state: str | None = None
+    exitCode: int | str | None = None
+    reason: str | None = None
+    finished: bool = False
+
+    def identity(self) -> str:
+        """e.g. ``SLURM job 812_0 on node1, log /scratch/run/worker_0.log``."""
+        text = f"{self.backend} job {self.backendID or '(not submitted)'}"
+        if self.host:
+            text += f" on {self.host}"
+        if self.logLocation:
+            text += f", log {self.logLocation}"
+        return text
+
+    def status(self) -> str:
+        """e.g. ``state FAILED, exit code 1, reason NonZeroExitCode``."""
+        parts = [f"state {self.state or 'unknown'}"]
+        if self.exitCode is not None:
+            parts.append(f"exit code {self.exitCode}")
+        if self.reason:
+            parts.append(f"reason {self.reason}")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class WorkerCommand:
+    """The command a worker runs; ``argv(i)`` adds the worker number when it is known.
+
+    Array jobs leave the number out: the worker takes it from the scheduler's array index.
+    """
+
+    base: tuple[str, ...]
+
+    def argv(self, workerID: int | None = None) -> list[str]:
+        if workerID is None:
+            return list(self.base)
+        return [*self.base, "-i", str(workerID)]
+
+
+class Launcher(ABC):
+    """Starts, watches and cancels remote compute workers for one run.
+
+    ``extraParams`` is ``ConcurrencyStyle.computeWorkerExtraParams`` (a dict, maybe empty);
+    ``rundir`` is a private directory of this run on the shared filesystem, removed after
+    the run; ``jobName`` names the jobs so users can find them in the queue.
+    """
+
+    #: the name used in messages, e.g. "SLURM"
+    backend = "remote"
+
+    def __init__(self, extraParams: dict, rundir: Path, jobName: str):
+        self.extraParams = dict(extraParams or {})
+        self.rundir = Path(rundir)
+        self.jobName = jobName
+        self._descriptions: dict[int, WorkerDescription] = {}
+        self._lock = threading.Lock()
+        self._lastPoll = 0.0
+
+    # --- what each backend implements -----------------------------------------------
+    @abstractmethod
+    def checkAvailable(self) -> None:
+        """Raise UnavailableError, saying what to install or configure, if unusable."""
+
+    @abstractmethod
+    def submit(self, workerIDs: list[int], command: WorkerCommand) -> None:
+        """Queue one worker per id; record a description for each."""
+
+    @abstractmethod
+    def query(self) -> dict[int, WorkerDescription]:
+        """Ask the backend for the current state of every submitted worker."""
+
+    @abstractmethod
+    def cancel(self) -> None:
+        """Cancel every submitted worker that may still be queued or running."""
+
+    def logTail(self, workerID: int, lines: int = 20) -> str:
+        """The last lines of a worker's log, when the launcher can read it."""
+        path = self.describe(workerID, refresh=False).logLocation
+        if not path or not Path(path).is_file():
+            return ""
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+
+    # --- shared by all ------------------------------------------------------------------
+    def describe(self, workerID: int, refresh: bool = True) -> WorkerDescription:
+        """The latest description of a worker; the backend is asked at most once a second."""
+        with self._lock:
+            due = time.monotonic() - self._lastPoll >= POLL_INTERVAL_SECONDS
+            if refresh and due:
+                self._lastPoll = time.monotonic()
+                for workerID, new in self.query().items():
+                    old = self._descriptions.get(workerID)
+                    if old is not None and old.host and not new.host:
+                        new = replace(new, host=old.host)
+                    self._descriptions[workerID] = new
+            return self._descriptions.get(workerID, WorkerDescription(workerID, self.backend))
+
+    def record(self, description: WorkerDescription) -> None:
+        """Store what is known about a worker (called by ``submit`` and ``query``)."""
+        self._descriptions[description.workerID] = description
+
+    def recorded(self) -> dict[int, WorkerDescription]:
+        return dict(self._descriptions)
+
+    def noteHost(self, workerID: int, host: str) -> None:
+        """The worker said where it runs (batch schedulers may not)."""
+        with self._lock:
+            current = self._descriptions.get(workerID, WorkerDescription(workerID, self.backend))
+            if not current.host:
+                self._descriptions[workerID] = replace(current, host=host)
+
+    # --- optional -------------------------------------------------------------------
+    #: the interface the channel listens on by default ("" = all)
+    defaultInterface = ""
+    #: can workers read a file in the run directory (is it on a filesystem they share)?
+    sharedFilesystem = True
+
+    def defaultWorkerCommand(self) -> list[str]:
+        """How a worker starts ``sharedapplier computeworker`` (this Python, by default)."""
+        return [sys.executable, "-m", "sharedapplier.cmdline.computeworker"]
+
+    def addressArguments(self, address) -> list[str] | None:
+        """Worker arguments that pass the channel address without a shared file.
+
+        None means the backend has no private way: the address goes on the command line.
+        """
+        return None

@@ -1,0 +1,101 @@
+"""CW_SLURM: compute workers as one SLURM array job (one array task per worker)."""
+from __future__ import annotations
+
+import re
+
+from .. import rioserrors
+from .base import Launcher, WorkerCommand, WorkerDescription
+from .jobscript import optionLines, parseKeyValues, runCommand, writeJobScript
+
+TERMINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED",
+                   "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "SPECIAL_EXIT", "REVOKED"}
+
+
+class SlurmLauncher(Launcher):
+    """Submits ``sbatch --array``; watches with ``scontrol show job``; cancels with scancel.
+
+    computeWorkerExtraParams: ``sbatchOptions`` (extra ``#SBATCH`` lines: a string of lines
+    or a list), ``initCmds``, ``cmdPrefix``, ``cmdSuffix`` (strings, as in RIOS).
+    """
+
+    backend = "SLURM"
+
+    def __init__(self, extraParams, rundir, jobName):
+        super().__init__(extraParams, rundir, jobName)
+        self.jobID = None
+        self.workerIDs: list[int] = []
+
+    def checkAvailable(self) -> None:
+        try:
+            runCommand(["squeue", "--noheader", "--me"], "CW_SLURM")
+        except rioserrors.JobMgrError as e:
+            raise rioserrors.UnavailableError(f"SLURM is not available: {e}") from None
+
+    def submit(self, workerIDs: list[int], command: WorkerCommand) -> None:
+        self.workerIDs = list(workerIDs)
+        log = self.rundir / "worker_%a.log"
+        name = f"sharedapplier_{self.jobName}" if self.jobName else "sharedapplier"
+        header = [f"#SBATCH --array=0-{len(workerIDs) - 1}", f"#SBATCH -o {log}",
+                  f"#SBATCH -e {log}", f"#SBATCH -J {name}",
+                  *optionLines("#SBATCH", self.extraParams.get("sbatchOptions"))]
+        script = writeJobScript(self.rundir / "slurm_job.sh", header, command.argv(),
+                                self.extraParams)
+        result = runCommand(["sbatch", "--parsable", str(script)], "CW_SLURM")
+        match = re.match(r"\s*(\d+)(;\S+)?\s*$", result.stdout)
+        if match is None:
+            raise rioserrors.JobMgrError(
+                f"sbatch printed no job id: {result.stdout.strip()!r} {result.stderr.strip()}")
+        self.jobID = match.group(1)
+        for i in self.workerIDs:
+            self.record(self._pending(i, "PENDING"))
+
+    def query(self) -> dict[int, WorkerDescription]:
+        if self.jobID is None:
+            return {}
+        result = runCommand(["scontrol", "-o", "show", "job", self.jobID], "CW_SLURM",
+                            check=False)
+        if result.returncode != 0:
+            # the job has left slurmctld's memory (MinJobAge): it ended long ago
+            return {i: self._pending(i, "GONE", finished=True) for i in self.workerIDs}
+        found = {}
+        for line in result.stdout.splitlines():
+            fields = parseKeyValues(line)
+            for task in _taskNumbers(fields.get("ArrayTaskId", "")):
+                if task < len(self.workerIDs):
+                    found[self.workerIDs[task]] = self._fromFields(self.workerIDs[task],
+                                                                   task, fields)
+        return found
+
+    def cancel(self) -> None:
+        if self.jobID is not None:
+            runCommand(["scancel", self.jobID], "CW_SLURM", check=False)
+
+    def _pending(self, workerID, state, finished=False):
+        return WorkerDescription(workerID, self.backend, backendID=self._taskID(workerID),
+                                 logLocation=str(self.rundir / f"worker_{workerID}.log"),
+                                 state=state, finished=finished)
+
+    def _taskID(self, workerID):
+        return None if self.jobID is None else f"{self.jobID}_{workerID}"
+
+    def _fromFields(self, workerID, task, fields):
+        state = fields.get("JobState", "UNKNOWN")
+        nodes = fields.get("NodeList")
+        reason = fields.get("Reason")
+        return WorkerDescription(
+            workerID, self.backend, backendID=f"{self.jobID}_{task}",
+            host=None if nodes in (None, "(null)") else nodes,
+            logLocation=str(self.rundir / f"worker_{task}.log"), state=state,
+            exitCode=fields.get("ExitCode"),
+            reason=None if reason in (None, "None") else reason,
+            finished=state in TERMINAL_STATES)
+
+
+def _taskNumbers(spec: str) -> list[int]:
+    """``3``, ``0-3``, ``0,2,4-6%2`` (a throttle after %) -> task numbers."""
+    numbers = []
+    for part in spec.split("%")[0].split(","):
+        low, _, high = part.partition("-")
+        if low.isdigit():
+            numbers.extend(range(int(low), int(high if high.isdigit() else low) + 1))
+    return numbers
