@@ -13,7 +13,7 @@ from sharedapplier.cmdline import main as cmdmain
 from sharedapplier.cmdline import stats as cmdstats
 from sharedapplier.engine import slabpool
 
-SUBCOMMANDS = ("demo", "cleanup", "calcstats", "printstats", "bench")
+SUBCOMMANDS = ("demo", "calc", "cleanup", "computeworker", "calcstats", "printstats", "bench")
 
 
 def script(name):

@@ -1,4 +1,5 @@
-"""The ``sharedapplier`` console script: demo, cleanup, calcstats, printstats, bench."""
+"""The ``sharedapplier`` console script: demo, calc, bench, cleanup, computeworker, calcstats,
+printstats."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-from . import stats
+from . import calc as calccmd
+from . import computeworker, stats
 
 PROG = "sharedapplier"
 BENCH_HELP = ("run the benchmark suite (perf/bench.py of a source checkout); every argument "
@@ -58,6 +60,10 @@ def cmdCleanup(args) -> int:
     freed = sum(sizes.get(name, 0) for name in removed)
     print(f"removed {len(removed)} stale segment(s), {freed / 2**20:.1f} MiB freed")
     return 0
+
+
+def cmdCalc(calcArgs) -> int:
+    return calccmd.main(calcArgs, prog=f"{PROG} calc")
 
 
 def cmdCalcstats(args, parser) -> int:
@@ -141,6 +147,16 @@ def buildParser():
     cleanup.add_argument("--dry-run", action="store_true",
                          help="only list what would be removed")
 
+    calcParser = sub.add_parser(
+        "calc", help="compute a numpy expression over rasters, block by block (like "
+        "gdal_calc.py)", description=calccmd.DESCRIPTION, epilog=calccmd.epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    calccmd.addCalcArguments(calcParser)
+
+    worker = sub.add_parser("computeworker", help="run one remote compute worker (started "
+                            "by the batch launchers)", description=computeworker.DESCRIPTION)
+    computeworker.addArguments(worker)
+
     calc = sub.add_parser("calcstats", help="compute and store pyramids, statistics and "
                           "histograms (as rioscalcstats)",
                           description=stats.CALCSTATS_DESCRIPTION)
@@ -152,7 +168,7 @@ def buildParser():
 
     bench = sub.add_parser("bench", help=BENCH_HELP, description=BENCH_HELP, add_help=False)
     bench.add_argument("args", nargs="*", metavar="ARG", help="arguments for perf/bench.py")
-    return parser, {"calcstats": calc, "printstats": prt, "bench": bench}
+    return parser, {"calc": calcParser, "calcstats": calc, "printstats": prt, "bench": bench}
 
 
 def main(argv=None) -> int:
@@ -162,6 +178,9 @@ def main(argv=None) -> int:
     if argv and argv[0] == "bench":
         # everything after 'bench' belongs to perf/bench.py, options included
         return cmdBench(argv[1:], subparsers["bench"])
+    if argv and argv[0] == "calc":
+        # its own parser, so that every error is one line naming 'sharedapplier calc'
+        return cmdCalc(argv[1:])
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:
@@ -173,6 +192,8 @@ def main(argv=None) -> int:
         return cmdDemo(args)
     if args.command == "cleanup":
         return cmdCleanup(args)
+    if args.command == "computeworker":
+        return computeworker.run(args)
     if args.command == "calcstats":
         return cmdCalcstats(args, subparsers["calcstats"])
     if args.command == "printstats":

@@ -147,7 +147,7 @@ class Launcher(ABC):
 
     def defaultWorkerCommand(self) -> list[str]:
         """How a worker starts ``sharedapplier computeworker`` (this Python, by default)."""
-        return [sys.executable, "-m", "sharedapplier.cmdline.computeworker"]
+        return [sys.executable, "-m", "sharedapplier", "computeworker"]
 
     def addressArguments(self, address) -> list[str] | None:
         """Worker arguments that pass the channel address without a shared file.
