@@ -4,7 +4,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench lint docs clean gdal
+.PHONY: setup demo test testbeds bench lint docs clean gdal
 
 setup: $(STAMP)
 
@@ -17,24 +17,40 @@ gdal:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libgdal-dev gdal-bin; \
 	fi
 
-$(STAMP): pyproject.toml | gdal
+$(STAMP): pyproject.toml Makefile | gdal
 	@test -x $(VPY) || $(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q numpy setuptools wheel
 	@$(VPY) -c "from osgeo import gdal_array" 2>/dev/null || \
 	  $(VPY) -m pip install -q --no-build-isolation "gdal[numpy]==$$(gdal-config --version)"
-	$(VPY) -m pip install -q -e ".[test]"
+	$(VPY) -m pip install -q -e ".[test,docs]"
 	@touch $(STAMP)
 
 demo: setup
 	$(VENV)/bin/sharedapplier demo
 
-test: setup
+test: setup testbeds
 	$(VPY) -m ruff check sharedapplier tests perf
 	$(VPY) -m pytest -q
 
+# Batch schedulers for the launcher tests (tests/testbeds/README.md): a one-node Slurm, Slurm's
+# PBS-style qsub and munge, from apt.  The tests start and stop the daemons themselves; without
+# root (or sudo -n) nothing is installed and those tests are skipped.
+TESTBED_PKGS := slurm-wlm slurmctld slurmd slurm-client munge slurm-wlm-torque
+testbeds:
+	@if command -v sbatch >/dev/null 2>&1 && [ -x /usr/sbin/munged ] && \
+	   grep -qi slurm /usr/bin/qsub 2>/dev/null; then exit 0; fi; \
+	CMD="apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TESTBED_PKGS)"; \
+	if [ "$$(id -u)" = 0 ]; then sh -c "$$CMD"; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo -n sh -c "$$CMD"; \
+	else echo "NOTE: Slurm/munge/slurm-wlm-torque missing and no root: the batch test beds will be skipped."; \
+	  echo "To install them run: sudo sh -c '$$CMD'"; fi
+
 bench: setup
 	$(VPY) perf/bench.py
+
+docs: setup
+	$(VPY) -m sphinx -W --keep-going -b html docs docs/_build/html
 
 lint: setup
 	$(VPY) -m ruff check sharedapplier tests perf

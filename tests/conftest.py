@@ -3,6 +3,7 @@ import os
 
 import numpy as np
 import pytest
+from batchfixtures import aws_batch, pbs_double, slurm_cluster, torque_qsub  # noqa: F401
 from osgeo import gdal, gdal_array, osr
 
 gdal.UseExceptions()

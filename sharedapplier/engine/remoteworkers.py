@@ -51,6 +51,8 @@ DEFAULT_HEARTBEAT_TIMEOUT = 60.0
 MAIN_SILENCE_SECONDS = 120.0
 # After a worker's connection drops, how long to wait for its scheduler to say how it ended.
 FINAL_STATE_WAIT_SECONDS = 5.0
+# After a successful run, how long jobs may take to end by themselves before being cancelled.
+JOB_END_GRACE_SECONDS = 10.0
 # Exit status of a worker that ends because its main process has gone.
 WORKER_ORPHANED_STATUS = 3
 
@@ -121,6 +123,7 @@ class RemoteWorkers:
                                                      DEFAULT_HEARTBEAT_TIMEOUT))
         self.jobBytes = cloudpickle.dumps(job)
         self.connected = threading.Event()
+        self.finishedCleanly = set()
         self.channel = None
         self.conns, self.states, self.threads = [], [], []
         for i in range(count):
@@ -153,6 +156,8 @@ class RemoteWorkers:
     def stop(self, timeout=3.0):
         self.signals.stop.set()
         try:
+            if len(self.finishedCleanly) == len(self.conns):
+                self._letJobsEnd()
             self.launcher.cancel()
         finally:
             if self.channel is not None:
@@ -161,6 +166,14 @@ class RemoteWorkers:
                 if thread.ident is not None:
                     thread.join(timeout)
             shutil.rmtree(self.rundir, ignore_errors=True)
+
+    def _letJobsEnd(self):
+        """After success, give the jobs a moment to end by themselves before cancelling."""
+        deadline = time.monotonic() + JOB_END_GRACE_SECONDS
+        while time.monotonic() < deadline:
+            if all(self.launcher.describe(i).finished for i in range(len(self.conns))):
+                return
+            time.sleep(0.2)
 
     # --- how workers find the channel ----------------------------------------------
     def _workerCommand(self):
@@ -206,6 +219,7 @@ class RemoteWorkers:
                 remote.expect("next")
             remote.send(("stop",))
             _, timers, otherArgsBytes = remote.expect("finished")
+            self.finishedCleanly.add(i)
             state.conn.send(("finished", i, timers, otherArgsBytes))
         except (sig.StopRequested, sig.PeerGone):
             return
