@@ -4,7 +4,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test testbeds bench lint docs clean gdal
+.PHONY: setup demo test testbeds bench bench-launchers lint docs clean gdal
 
 setup: $(STAMP)
 
@@ -48,6 +48,9 @@ testbeds:
 
 bench: setup
 	$(VPY) perf/bench.py
+
+bench-launchers: setup testbeds
+	$(VPY) perf/launchers.py
 
 docs: setup
 	$(VPY) -m sphinx -W --keep-going -b html docs docs/_build/html

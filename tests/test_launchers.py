@@ -400,3 +400,59 @@ def _waitForExit(pid):
         time.sleep(0.1)
     os.kill(pid, signal.SIGKILL)
     raise AssertionError(f"worker {pid} outlived its main process")
+
+
+def test_job_that_never_starts_is_reported_with_its_state_and_cancelled(request, scene,
+                                                                        tmp_path):
+    request.getfixturevalue("slurm_cluster")
+    extra = {"sbatchOptions": "--cpus-per-task=512"}  # more than the node has: pends forever
+    c = makeControls(tmp_path, CW_SLURM, extra)
+    c.concurrency.computeBarrierTimeout = 3
+    with pytest.raises(rioserrors.WorkerExceptionError) as info:
+        applier.apply(ndviLike, files(a=scene["path"]), files(out=tmp_path / "o.tif"),
+                      newOtherArgs(), controls=c)
+    text = str(info.value)
+    assert "no compute worker started within 3 s" in text
+    assert "state PENDING" in text and "computeBarrierTimeout (current value = 3)" in text
+    assert liveJobs("slurm", request) == []
+    assertNothingLeft(tmp_path)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_interrupted_run_cancels_its_jobs(signum, request, scene, tmp_path):
+    request.getfixturevalue("slurm_cluster")
+    script = textwrap.dedent(f"""
+        import time
+        from sharedapplier import applier
+        from sharedapplier.structures import ConcurrencyStyle, CW_SLURM
+        def slow(info, inputs, outputs):
+            time.sleep(600)
+        i = applier.FilenameAssociations(); i.a = {str(scene['path'])!r}
+        o = applier.FilenameAssociations(); o.out = {str(tmp_path / 'x.tif')!r}
+        c = applier.ApplierControls(); c.setOutputDriverName("GTiff")
+        c.setTempdir({str(tmp_path)!r})
+        c.setConcurrencyStyle(ConcurrencyStyle(computeWorkerKind=CW_SLURM,
+            numComputeWorkers=2, computeBufferPopTimeout=900))
+        applier.apply(slow, i, o, controls=c)
+    """)
+    main = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    try:
+        _waitUntil(lambda: any(" RUNNING" in job for job in liveJobs("slurm", request)))
+        main.send_signal(signum)
+        _, err = main.communicate(timeout=60)
+    finally:
+        if main.poll() is None:
+            main.kill()
+    assert main.returncode != 0
+    _waitUntil(lambda: liveJobs("slurm", request) == [])
+    assertNothingLeft(tmp_path)
+    assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"sa_{main.pid}_")]
+
+
+def _waitUntil(condition, attempts=300):
+    import time
+    for _ in range(attempts):
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError("condition not reached")

@@ -193,7 +193,7 @@ def main(argv=None) -> int:
     if args.command == "cleanup":
         return cmdCleanup(args)
     if args.command == "computeworker":
-        return computeworker.run(args)
+        computeworker.exitNow(computeworker.run(args))
     if args.command == "calcstats":
         return cmdCalcstats(args, subparsers["calcstats"])
     if args.command == "printstats":

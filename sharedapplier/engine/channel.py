@@ -128,6 +128,8 @@ class NetworkDataChannel:
     def shutdown(self) -> None:
         """Stop accepting; connections already handed out belong to their takers."""
         self._closed.set()
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept loop at once
         self.sock.close()
         self._thread.join(2 * _ACCEPT_POLL_SECONDS)
         with self._lock:

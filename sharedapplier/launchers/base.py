@@ -15,9 +15,6 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-# How often the scheduler is asked about the workers, at most.
-POLL_INTERVAL_SECONDS = 1.0
-
 
 @dataclass(frozen=True)
 class WorkerDescription:
@@ -77,6 +74,8 @@ class Launcher(ABC):
 
     #: the name used in messages, e.g. "SLURM"
     backend = "remote"
+    #: the backend is asked about the workers at most this often (seconds)
+    pollInterval = 1.0
 
     def __init__(self, extraParams: dict, rundir: Path, jobName: str):
         self.extraParams = dict(extraParams or {})
@@ -113,9 +112,9 @@ class Launcher(ABC):
 
     # --- shared by all ------------------------------------------------------------------
     def describe(self, workerID: int, refresh: bool = True) -> WorkerDescription:
-        """The latest description of a worker; the backend is asked at most once a second."""
+        """The latest description of a worker; the backend is asked every pollInterval."""
         with self._lock:
-            due = time.monotonic() - self._lastPoll >= POLL_INTERVAL_SECONDS
+            due = time.monotonic() - self._lastPoll >= self.pollInterval
             if refresh and due:
                 self._lastPoll = time.monotonic()
                 for workerID, new in self.query().items():

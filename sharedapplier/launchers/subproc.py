@@ -19,6 +19,7 @@ class SubprocLauncher(Launcher):
     """One ``sharedapplier computeworker`` process per worker, in its own process group."""
 
     backend = "subprocess"
+    pollInterval = 0.1
     defaultInterface = "127.0.0.1"
 
     def __init__(self, extraParams, rundir, jobName):
