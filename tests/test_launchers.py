@@ -456,3 +456,20 @@ def _waitUntil(condition, attempts=300):
             return
         time.sleep(0.2)
     raise AssertionError("condition not reached")
+
+
+@pytest.mark.parametrize("printed,expected", [("1234.pbs-server\n", "1234.pbs-server"),
+                                              ("77\n", "77"), ("5[].server.example\n",
+                                                              "5[].server.example")])
+def test_pbs_job_ids_are_parsed(printed, expected):
+    from sharedapplier.launchers.pbs import JOB_ID
+    assert JOB_ID.match(printed).group(1) == expected
+    assert JOB_ID.match("qsub: submit error (Bad UID for job execution)") is None
+
+
+def test_slurm_array_task_lists_are_parsed():
+    from sharedapplier.launchers.slurm import _taskNumbers
+    assert _taskNumbers("3") == [3]
+    assert _taskNumbers("0-3") == [0, 1, 2, 3]
+    assert _taskNumbers("0,2,4-6%2") == [0, 2, 4, 5, 6]
+    assert _taskNumbers("") == []
