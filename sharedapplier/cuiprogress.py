@@ -63,7 +63,7 @@ class _TextProgress:
 
 
 class CUIProgressBar(_TextProgress):
-    """Percentage overwritten in place ("N%\\r"), shown only when stdout is a terminal."""
+    """Percentage overwritten in place (``N%`` then a carriage return), only on a terminal."""
 
     def setProgress(self, value: float):
         if _stdout_is_tty():

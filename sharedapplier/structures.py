@@ -693,8 +693,11 @@ class ConcurrencyStyle:
         return f"ConcurrencyStyle({args})"
 
     def kindDefaultComputeWorkersRead(self) -> bool:
-        """Whether compute workers of this kind read their own inputs when not told."""
-        return _KIND_DEFAULT_READ[self.computeWorkerKind]
+        """Whether compute workers of this kind read their own inputs when not told.
+
+        Kinds that other packages add (launcher entry points) read, as batch kinds do.
+        """
+        return _KIND_DEFAULT_READ.get(self.computeWorkerKind, True)
 
     def resolvedComputeWorkersRead(self) -> bool:
         """computeWorkersRead, or the kind default when it is None (the object is not changed)."""

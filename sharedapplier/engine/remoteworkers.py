@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from multiprocessing import connection
 from pathlib import Path
 
@@ -229,6 +230,9 @@ class RemoteWorkers:
             blockDefn = None if blockIndex is None else self.job.blockList[blockIndex]
             record = WorkerErrorRecord(e, "compute", i, blockDefn=blockDefn)
             record.origin = self.launcher.describe(i, refresh=False).identity()
+            if isinstance(e, (WorkerLost, rioserrors.TimeoutError)):
+                # the message says it all; the proxy's own stack would only distract
+                record.formattedTraceback = traceback.format_exception_only(e)
             state.conn.send(("error", record))
 
     def _awaitConnection(self, i):

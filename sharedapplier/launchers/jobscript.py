@@ -55,10 +55,11 @@ def optionLines(prefix: str, options) -> list[str]:
     return lines
 
 
-def runCommand(argv: list[str], what: str, check: bool = True) -> subprocess.CompletedProcess:
+def runCommand(argv: list[str], what: str, check: bool = True,
+               cwd=None) -> subprocess.CompletedProcess:
     """Run a scheduler command; JobMgrError with its output if it fails."""
     try:
-        result = subprocess.run(argv, capture_output=True, text=True,
+        result = subprocess.run(argv, capture_output=True, text=True, cwd=cwd,
                                 timeout=COMMAND_TIMEOUT_SECONDS, stdin=subprocess.DEVNULL)
     except FileNotFoundError:
         raise rioserrors.UnavailableError(

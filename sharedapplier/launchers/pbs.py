@@ -49,7 +49,10 @@ class PBSLauncher(Launcher):
                       *optionLines("#PBS", self.extraParams.get("qsubOptions"))]
             script = writeJobScript(self.rundir / f"pbs_job_{workerID}.sh", header,
                                     command.argv(workerID), self.extraParams)
-            result = runCommand(["qsub", str(script)], "CW_PBS")
+            # the log options again on the command line: some qsub wrappers ignore #PBS
+            # lines for them; and from the run directory, so that any stray file goes too
+            result = runCommand(["qsub", "-j", "oe", "-o", str(log), str(script)], "CW_PBS",
+                                cwd=self.rundir)
             match = JOB_ID.match(result.stdout)
             if match is None:
                 raise rioserrors.JobMgrError(
