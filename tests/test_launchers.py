@@ -349,20 +349,7 @@ def test_unknown_kind_and_third_party_launcher_via_entry_point(scene, tmp_path):
 
 
 def test_worker_exits_by_itself_when_the_main_process_dies(scene, tmp_path):
-    script = textwrap.dedent(f"""
-        import time, os
-        from sharedapplier import applier
-        from sharedapplier.structures import ConcurrencyStyle, CW_SUBPROC
-        def slow(info, inputs, outputs):
-            time.sleep(600)
-        i = applier.FilenameAssociations(); i.a = {str(scene['path'])!r}
-        o = applier.FilenameAssociations(); o.out = {str(tmp_path / 'x.tif')!r}
-        c = applier.ApplierControls(); c.setOutputDriverName("GTiff")
-        c.setTempdir({str(tmp_path)!r})
-        c.setConcurrencyStyle(ConcurrencyStyle(computeWorkerKind=CW_SUBPROC,
-            numComputeWorkers=1, computeWorkersRead=True, computeBufferPopTimeout=900))
-        applier.apply(slow, i, o, controls=c)
-    """)
+    script = slowRunScript(scene, tmp_path, "CW_SUBPROC", 1)
     main = subprocess.Popen([sys.executable, "-c", script])
     try:
         workers = _waitForWorkers(main.pid)
@@ -423,20 +410,7 @@ def test_job_that_never_starts_is_reported_with_its_state_and_cancelled(request,
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
 def test_interrupted_run_cancels_its_jobs(signum, request, scene, tmp_path):
     request.getfixturevalue("slurm_cluster")
-    script = textwrap.dedent(f"""
-        import time
-        from sharedapplier import applier
-        from sharedapplier.structures import ConcurrencyStyle, CW_SLURM
-        def slow(info, inputs, outputs):
-            time.sleep(600)
-        i = applier.FilenameAssociations(); i.a = {str(scene['path'])!r}
-        o = applier.FilenameAssociations(); o.out = {str(tmp_path / 'x.tif')!r}
-        c = applier.ApplierControls(); c.setOutputDriverName("GTiff")
-        c.setTempdir({str(tmp_path)!r})
-        c.setConcurrencyStyle(ConcurrencyStyle(computeWorkerKind=CW_SLURM,
-            numComputeWorkers=2, computeBufferPopTimeout=900))
-        applier.apply(slow, i, o, controls=c)
-    """)
+    script = slowRunScript(scene, tmp_path, "CW_SLURM", 2)
     main = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
     try:
         _waitUntil(lambda: any(" RUNNING" in job for job in liveJobs("slurm", request)))
@@ -475,3 +449,21 @@ def test_slurm_array_task_lists_are_parsed():
     assert _taskNumbers("0-3") == [0, 1, 2, 3]
     assert _taskNumbers("0,2,4-6%2") == [0, 2, 4, 5, 6]
     assert _taskNumbers("") == []
+
+
+def slowRunScript(scene, tmp_path, kind, workers):
+    """A Python program whose run never ends by itself: its user function sleeps."""
+    return textwrap.dedent(f"""
+        import time
+        from sharedapplier import applier
+        from sharedapplier.structures import ConcurrencyStyle
+        def slow(info, inputs, outputs):
+            time.sleep(600)
+        i = applier.FilenameAssociations(); i.a = {str(scene['path'])!r}
+        o = applier.FilenameAssociations(); o.out = {str(tmp_path / 'x.tif')!r}
+        c = applier.ApplierControls(); c.setOutputDriverName("GTiff")
+        c.setTempdir({str(tmp_path)!r})
+        c.setConcurrencyStyle(ConcurrencyStyle(computeWorkerKind={kind!r},
+            numComputeWorkers={workers}, computeWorkersRead=True, computeBufferPopTimeout=900))
+        applier.apply(slow, i, o, controls=c)
+    """)
