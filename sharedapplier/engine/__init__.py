@@ -34,6 +34,12 @@ numbers and small control messages cross pipes, never pixels. The main process w
 the workers' pipes and process sentinels together, so an exception or a dead worker is
 noticed within a fraction of a second; every other wait is bounded by a RIOS timeout.
 With no workers the same stage functions run one after another in the main thread.
+
+Remote workers (CW_SUBPROC, CW_SLURM, CW_PBS, CW_AWSBATCH and launchers of other packages)
+run elsewhere, so they cannot map the slabs. Each is served by a proxy thread of the main
+process that takes slots exactly as a compute thread does and trades pixels with its
+worker over an authenticated socket (``remoteworkers``, ``channel``); the launcher
+(``sharedapplier.launchers``) only starts, watches and cancels the jobs.
 """
 from __future__ import annotations
 

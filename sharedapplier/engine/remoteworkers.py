@@ -40,6 +40,7 @@ from osgeo import gdal
 
 from .. import rioserrors
 from ..imagereader import BlockReader
+from ..launchers.base import WorkerCommand
 from ..structures import Timers, WorkerErrorRecord
 from . import signals as sig
 from . import slabpool
@@ -178,7 +179,6 @@ class RemoteWorkers:
 
     # --- how workers find the channel ----------------------------------------------
     def _workerCommand(self):
-        from ..launchers.base import WorkerCommand
         base = self.extra.get("workerCommand") or self.launcher.defaultWorkerCommand()
         address = self.channel.address
         if self.job.concurrency.haveSharedTemp and self.launcher.sharedFilesystem:
@@ -196,14 +196,13 @@ class RemoteWorkers:
     # --- one proxy ------------------------------------------------------------------
     def _serve(self, i):
         state = self.states[i]
-        blockIndex = None
+        blockIndex = remote = None
         try:
             link = self._awaitConnection(i)
             if link is None:
                 state.conn.send(("finished", i, Timers(), cloudpickle.dumps(None)))
                 return
             remote = _RemoteLink(link, self, i)
-            state.conn.send(("started", i))
             remote.send(("init", self.jobBytes, self.reads, list(sys.path)))
             done = 0
             while self.blocksPerWorker is None or done < self.blocksPerWorker:
@@ -234,6 +233,9 @@ class RemoteWorkers:
                 # the message says it all; the proxy's own stack would only distract
                 record.formattedTraceback = traceback.format_exception_only(e)
             state.conn.send(("error", record))
+        finally:
+            if remote is not None:
+                remote.conn.close()
 
     def _awaitConnection(self, i):
         """The worker's connection; None if others started and this one never came."""

@@ -221,8 +221,6 @@ class PipelinedRun:
             self.closedPipes.add(workerID)
             return False
         kind = message[0]
-        if kind == "started":
-            return True
         if kind == "done":
             self.writer.blockComputed(message[1], message[2])
             return True
