@@ -467,3 +467,15 @@ def slowRunScript(scene, tmp_path, kind, workers):
             numComputeWorkers={workers}, computeWorkersRead=True, computeBufferPopTimeout=900))
         applier.apply(slow, i, o, controls=c)
     """)
+
+
+def moreBandsLater(info, inputs, outputs):
+    outputs.out = inputs.a if info.getBlockCount() == (0, 0) else inputs.a[:1]
+
+
+def test_remote_outputs_are_held_to_the_first_blocks_layout(scene, tmp_path, no_shm_leak):
+    with pytest.raises(rioserrors.WorkerExceptionError) as info:
+        applier.apply(moreBandsLater, files(a=scene["path"]), files(out=tmp_path / "o.tif"),
+                      controls=makeControls(tmp_path, CW_SUBPROC, {}, workers=1))
+    assert "has 1 bands in this block but 2 in its first block" in str(info.value)
+    assertNothingLeft(tmp_path)

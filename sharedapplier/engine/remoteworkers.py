@@ -38,7 +38,7 @@ import cloudpickle
 import numpy
 from osgeo import gdal
 
-from .. import rioserrors
+from .. import imagewriter, rioserrors
 from ..imagereader import BlockReader
 from ..launchers.base import WorkerCommand
 from ..structures import Timers, WorkerErrorRecord
@@ -212,6 +212,9 @@ class RemoteWorkers:
                     break
                 slot, blockIndex = claimed
                 arrays = remote.compute(slot, blockIndex)
+                if state.layouts is not None:
+                    # what computeBlock's layouts argument does for local workers
+                    arrays = imagewriter.conformToLayouts(arrays, state.layouts)
                 storeOutputs(self.job, self.pool, self.signals, state, slot, blockIndex, arrays)
                 state.conn.send(("done", slot, blockIndex))
                 blockIndex, done = None, done + 1
