@@ -3,7 +3,8 @@
 Run with ``.venv/bin/python perf/bench.py`` (or ``make bench``); ``--help`` lists the options.
 perf/README.md explains every figure. In short, for each workload and concurrency style it
 measures the median wall time of ``applier.apply`` over several runs, the peak memory of the
-whole process tree (unique set size of every process plus this run's shared-memory segments)
+whole process tree (unique set size of every process plus this run's shared-memory segments,
+sampled in a separate warm-up run so that sampling does not slow the timed runs)
 and the ratios to a plain GDAL read/compute/write loop (the "floor") and to CW_NONE. It then
 counts the bytes that cross the compute workers' pipes per block at two block sizes, and
 compares the peak memory of a copy on a raster 4 times larger. Results go to a table on
@@ -394,17 +395,26 @@ def _trimHeap():
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def measureOnce(workload, concurrency, infiles, outpath, window):
-    """(seconds, peak bytes, baseline bytes) of one run; ``concurrency`` None = the floor."""
+def timeOnce(workload, concurrency, infiles, outpath, window):
+    """Seconds of one run, with nothing else running; ``concurrency`` None = the floor."""
     _remove(outpath)
     _trimHeap()
+    start = time.perf_counter()
+    if concurrency is None:
+        runFloor(workload.compute, infiles, outpath, window)
+    else:
+        runApplier(workload.compute, infiles, outpath, window, concurrency)
+    return time.perf_counter() - start
+
+
+def measureOnce(workload, concurrency, infiles, outpath, window):
+    """(seconds, peak bytes, baseline bytes) of one run sampled for memory.
+
+    Sampling reads every process's smaps_rollup, which takes about 10 ms of this process's
+    time per sample, so these seconds are not comparable with :func:`timeOnce`'s.
+    """
     with PeakMemory() as mem:
-        start = time.perf_counter()
-        if concurrency is None:
-            runFloor(workload.compute, infiles, outpath, window)
-        else:
-            runApplier(workload.compute, infiles, outpath, window, concurrency)
-        seconds = time.perf_counter() - start
+        seconds = timeOnce(workload, concurrency, infiles, outpath, window)
     return seconds, mem.peak, mem.baseline
 
 
@@ -451,7 +461,7 @@ def benchWorkload(workload, styles, inputs, folder, size, runs, log):
     outpath = os.path.join(folder, f"out_{workload.name}.tif")
     rows = {s.key: Row(workload.name, s.key, s.label) for s in styles}
     measured = [s for s in styles if s.reuse is None]
-    for rep in range(runs):
+    for rep in range(runs + 1):      # a first, warm-up run samples memory; then timed runs
         for style in measured:
             row = rows[style.key]
             if row.error is not None:
@@ -462,13 +472,17 @@ def benchWorkload(workload, styles, inputs, folder, size, runs, log):
                 row.error = str(e)
                 log(f"  {workload.name:11s} {style.label:27s} skipped: {e}")
                 continue
-            seconds, peak, base = measureOnce(workload, concurrency, infiles, outpath,
-                                              workload.window)
+            if rep == 0:
+                seconds, peak, base = measureOnce(workload, concurrency, infiles, outpath,
+                                                  workload.window)
+                row.peaks.append(peak)
+                row.baselines.append(base)
+                log(f"  {workload.name:11s} {style.label:27s} memory run: {seconds:6.2f} s  "
+                    f"peak {peak / MIB:7.1f} MiB")
+                continue
+            seconds = timeOnce(workload, concurrency, infiles, outpath, workload.window)
             row.times.append(seconds)
-            row.peaks.append(peak)
-            row.baselines.append(base)
-            log(f"  {workload.name:11s} {style.label:27s} run {rep + 1}/{runs}: "
-                f"{seconds:6.2f} s  peak {peak / MIB:7.1f} MiB")
+            log(f"  {workload.name:11s} {style.label:27s} run {rep}/{runs}: {seconds:6.2f} s")
     for style in styles:
         if style.reuse is not None and style.reuse in rows:
             src, row = rows[style.reuse], rows[style.key]

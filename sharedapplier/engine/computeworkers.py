@@ -2,17 +2,18 @@
 
 A worker takes the next input-complete slot (or, when workers read, claims a block and
 reads it itself), calls the user function on zero-copy views of the slot, copies the
-outputs into the slot's output views (the one copy on the way to the writer) and tells
-the main process the slot number over its pipe. Only small messages cross the pipe:
+outputs into the slot's output views (the one copy on the way to the writer), notes in
+the header which slot holds the block and rings the writer's doorbell. Nothing crosses a
+pipe per block; only these few messages do, each announced by a ring of the doorbell:
 
     worker -> main   ("layout", id, layouts)   first block only: output bands and dtypes
-                     ("done", slot, block)     outputs are in the slot
                      ("error", record)         a WorkerErrorRecord with the traceback
                      ("finished", id, timers, otherArgs bytes)
     main -> worker   ("outputs", fields)       the output slab exists; attach to it
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import ctypes
 import os
@@ -61,7 +62,8 @@ def _awaitOutputs(job, pool, signals, state, arrays):
     Returns the layouts the main process fixed (from whichever worker asked first).
     """
     if not state.conn.poll(0):
-        state.conn.send(("layout", state.workerID, imagewriter.layoutsFromArrays(arrays)))
+        tellMain(pool, signals, state,
+                 ("layout", state.workerID, imagewriter.layoutsFromArrays(arrays)))
     timeout = job.concurrency.computeBufferInsertTimeout
     start = time.monotonic()
     while not state.conn.poll(sig.POLL_SECONDS):
@@ -76,6 +78,12 @@ def _awaitOutputs(job, pool, signals, state, arrays):
     return layouts
 
 
+def tellMain(pool, signals, state, message):
+    """Send the main process a message, waking it first so that it reads while we write."""
+    sig.noteMessage(pool, signals)
+    state.conn.send(message)
+
+
 def _nextSlot(job, pool, signals, state, reader):
     worker = state.workerID + 1
     if state.reads:
@@ -86,9 +94,7 @@ def _nextSlot(job, pool, signals, state, reader):
             slot, blockIndex = claimed
             with state.timings.interval("reading"):
                 readSlot(reader, job, pool, slot, job.blockList[blockIndex])
-            with signals.lock:
-                pool.setSlot(slot, slabpool.COMPUTING)
-        return claimed
+        return claimed  # the slot stays FILLING, with this worker's number, until computed
     with state.timings.interval("wait_input"):
         return sig.takeReady(pool, signals, worker, job.concurrency.readBufferPopTimeout,
                              state.peerAlive)
@@ -115,8 +121,7 @@ def storeOutputs(job, pool, signals, state, slot, blockIndex, arrays):
         views = pool.outputViews(slot, job.outputShapes(blockDefn, state.layouts))
         for key, arr in arrays.items():
             views[key][...] = arr
-    with signals.lock:
-        pool.setSlot(slot, slabpool.COMPUTED)
+    sig.markComputed(pool, signals, slot, blockIndex)
 
 
 def computeLoop(job, pool, signals, state):
@@ -130,33 +135,40 @@ def computeLoop(job, pool, signals, state):
                 break
             slot, blockIndex = claimed
             computeSlot(job, pool, signals, state, slot, blockIndex)
-            state.conn.send(("done", slot, blockIndex))
             blockIndex = None
     except (sig.StopRequested, sig.PeerGone):
         return
     except Exception as e:
         blockDefn = None if blockIndex is None else job.blockList[blockIndex]
-        state.conn.send(("error", WorkerErrorRecord(e, "compute", state.workerID,
-                                                    blockDefn=blockDefn)))
+        tellMain(pool, signals, state, ("error", WorkerErrorRecord(
+            e, "compute", state.workerID, blockDefn=blockDefn)))
         return
     finally:
         if reader is not None:
             reader.close()
-    state.conn.send(("finished", state.workerID, state.timings,
-                     cloudpickle.dumps(state.otherArgs)))
+    tellMain(pool, signals, state, ("finished", state.workerID, state.timings,
+                                    cloudpickle.dumps(state.otherArgs)))
 
 
 WORKER_GDAL_CACHE_BYTES = 64 * 2**20
+# Compute processes yield the CPU to the main process, whose writer every worker waits on:
+# with more processes than cores a starved writer would stall them all. It costs them
+# nothing when the writer is idle, which is most of the time unless the run is I/O bound.
+WORKER_NICENESS = 10
 
 
 def _tuneWorkerProcess():
     """Settings of a compute process: each block is read once and worked on one core.
+
+    The process runs at a lower priority than the main process (``WORKER_NICENESS``).
 
     GDAL's block cache is kept small (it defaults to 5 % of RAM in every process) and
     glibc is told to keep freed memory instead of returning it to the system after every
     block, which otherwise makes each numpy temporary fault its pages in again.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICENESS)
     gdal.UseExceptions()
     gdal.SetCacheMax(WORKER_GDAL_CACHE_BYTES)
     for key, value in PINNED_THREADS_ENV.items():
@@ -244,9 +256,6 @@ class ComputeProcesses:
                 workerEnd.close()
                 self.started.append(proc)
 
-    def waitables(self):
-        return list(self.conns) + [p.sentinel for p in self.started]
-
     def describeDeath(self, workerID):
         proc = self.started[workerID]
         code = proc.exitcode
@@ -297,9 +306,6 @@ class ComputeThreads:
 
     def waitingForStart(self) -> bool:
         return False
-
-    def waitables(self):
-        return list(self.conns)
 
     def describeDeath(self, workerID):
         return f"compute thread {workerID} ended unexpectedly"

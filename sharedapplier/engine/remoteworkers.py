@@ -43,9 +43,8 @@ from ..imagereader import BlockReader
 from ..launchers.base import WorkerCommand
 from ..structures import Timers, WorkerErrorRecord
 from . import signals as sig
-from . import slabpool
 from .channel import ChannelAddress, NetworkDataChannel, connectToChannel
-from .computeworkers import WorkerState, storeOutputs
+from .computeworkers import WorkerState, storeOutputs, tellMain
 
 HEARTBEAT_SECONDS = 5.0
 DEFAULT_HEARTBEAT_TIMEOUT = 60.0
@@ -200,7 +199,7 @@ class RemoteWorkers:
         try:
             link = self._awaitConnection(i)
             if link is None:
-                state.conn.send(("finished", i, Timers(), cloudpickle.dumps(None)))
+                self._tellMain(state, ("finished", i, Timers(), cloudpickle.dumps(None)))
                 return
             remote = _RemoteLink(link, self, i)
             remote.send(("init", self.jobBytes, self.reads, list(sys.path)))
@@ -216,18 +215,17 @@ class RemoteWorkers:
                     # what computeBlock's layouts argument does for local workers
                     arrays = imagewriter.conformToLayouts(arrays, state.layouts)
                 storeOutputs(self.job, self.pool, self.signals, state, slot, blockIndex, arrays)
-                state.conn.send(("done", slot, blockIndex))
                 blockIndex, done = None, done + 1
             if self.blocksPerWorker is not None:
                 remote.expect("next")
             remote.send(("stop",))
             _, timers, otherArgsBytes = remote.expect("finished")
             self.finishedCleanly.add(i)
-            state.conn.send(("finished", i, timers, otherArgsBytes))
+            self._tellMain(state, ("finished", i, timers, otherArgsBytes))
         except (sig.StopRequested, sig.PeerGone):
             return
         except RemoteFailure as e:
-            state.conn.send(("error", e.record))
+            self._tellMain(state, ("error", e.record))
         except Exception as e:
             blockDefn = None if blockIndex is None else self.job.blockList[blockIndex]
             record = WorkerErrorRecord(e, "compute", i, blockDefn=blockDefn)
@@ -235,10 +233,13 @@ class RemoteWorkers:
             if isinstance(e, (WorkerLost, rioserrors.TimeoutError)):
                 # the message says it all; the proxy's own stack would only distract
                 record.formattedTraceback = traceback.format_exception_only(e)
-            state.conn.send(("error", record))
+            self._tellMain(state, ("error", record))
         finally:
             if remote is not None:
                 remote.conn.close()
+
+    def _tellMain(self, state, message):
+        tellMain(self.pool, self.signals, state, message)
 
     def _awaitConnection(self, i):
         """The worker's connection; None if others started and this one never came."""
@@ -274,12 +275,8 @@ class RemoteWorkers:
         if not self.reads:
             return sig.takeReady(self.pool, self.signals, worker, style.readBufferPopTimeout,
                                  remote.keepAlive)
-        claimed = sig.claimBlock(self.pool, self.signals, worker,
-                                 style.readBufferInsertTimeout, remote.keepAlive)
-        if claimed is not None:
-            with self.signals.lock:
-                self.pool.setSlot(claimed[0], slabpool.COMPUTING)
-        return claimed
+        return sig.claimBlock(self.pool, self.signals, worker, style.readBufferInsertTimeout,
+                              remote.keepAlive)
 
     def _lostText(self, i, what):
         desc = self.launcher.describe(i)

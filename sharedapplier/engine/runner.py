@@ -63,6 +63,10 @@ def planSlots(job, nworkers, nreaders) -> int:
     return max(1, slabpool.slotCount(slotbytes, budget, minimum, useful))
 
 
+# How often the main process looks at the pipes while an announced message is on its way.
+MESSAGE_POLL_SECONDS = 0.001
+
+
 def _workerContext(method):
     """The multiprocessing context for compute processes.
 
@@ -134,6 +138,7 @@ class PipelinedRun:
             self.workers = ComputeThreads(job, self.pool, self.signals, nworkers, job.otherArgs)
         self.writer = OrderedWriter(job, self.pool, self.signals, outputWriter, progress)
         self.closedPipes = set()
+        self.messagesReceived = 0
 
     def run(self) -> list:
         try:
@@ -164,7 +169,8 @@ class PipelinedRun:
                 raise
             slot, blockIndex = claimed
             computeSlot(self.job, self.pool, self.signals, state, slot, blockIndex)
-            self.writer.blockComputed(slot, blockIndex)
+            self.signals.doorbell.acquire(False)  # rung by computeSlot; this thread writes
+            self.writer.writeComputed()
         return [self.job.otherArgs]
 
     def _layoutsFromFirstBlock(self, arrays):
@@ -179,40 +185,54 @@ class PipelinedRun:
 
     # --- compute workers: the main thread only writes ----------------------------------
     def _writeFromWorkers(self):
-        conns = self.workers.conns
+        """Write blocks as the doorbell announces them; read the pipes only when told to.
+
+        Pipes, deaths and timeouts are also checked every POLL_SECONDS, so a worker that
+        dies without a word is noticed within a fraction of a second. While an announced
+        message has not arrived yet, the pipes are looked at every millisecond.
+        """
+        nworkers = len(self.workers.conns)
         finished, otherArgsList = set(), []
-        live = set(range(len(conns)))
-        lastProgress = time.monotonic()
         timeout = self.style.computeBufferPopTimeout
-        waitables = None
-        while len(finished) < len(conns) or self.writer.written < len(self.job.blockList):
-            self._checkReaders()
-            if waitables is None:
-                waitables = [conns[i] for i in live] + self._sentinels(live)
-            ready = connection.wait(waitables, timeout=sig.POLL_SECONDS)
-            sentinelFired = not ready
-            for obj in ready:
-                if obj not in conns:
-                    sentinelFired = True
-                    continue
-                i = conns.index(obj)
-                if self._handleMessage(i, finished, otherArgsList):
-                    lastProgress = time.monotonic()
-                if i in finished or i in self.closedPipes:
-                    live.discard(i)
-                    waitables = None
-            if sentinelFired:
-                self._checkDeaths(finished)
-            if self.workers.waitingForStart():
+        lastProgress = lastCheck = time.monotonic()
+        expecting = False
+        while len(finished) < nworkers or self.writer.written < len(self.job.blockList):
+            rang = self.signals.doorbell.acquire(
+                timeout=MESSAGE_POLL_SECONDS if expecting else sig.POLL_SECONDS)
+            if self.writer.writeComputed():
                 lastProgress = time.monotonic()
-            elif timeout is not None and time.monotonic() - lastProgress > timeout:
+            now = time.monotonic()
+            expecting = self._messagesAnnounced() > self.messagesReceived
+            if rang and not expecting and now - lastCheck < sig.POLL_SECONDS:
+                continue
+            lastCheck = now
+            if self._readMessages(finished, otherArgsList):
+                lastProgress = now
+            expecting = self._messagesAnnounced() > self.messagesReceived
+            self._checkReaders()
+            self._checkDeaths(finished)
+            if self.workers.waitingForStart():
+                lastProgress = now
+            elif timeout is not None and now - lastProgress > timeout:
                 _raiseRecord(_mainRecord(sig.timeoutError(
                     "the next computed block", "computeBufferPopTimeout", timeout)))
         return otherArgsList
 
-    def _sentinels(self, live):
-        started = getattr(self.workers, "started", None)
-        return [started[i].sentinel for i in live] if started else []
+    def _messagesAnnounced(self) -> int:
+        # no lock needed: the count only grows, and a ring of the doorbell follows it
+        return self.pool.counter(slabpool.MESSAGES)
+
+    def _readMessages(self, finished, otherArgsList) -> bool:
+        """Handle every message waiting in the workers' pipes; True if there were any."""
+        conns = self.workers.conns
+        live = [conns[i] for i in range(len(conns))
+                if i not in finished and i not in self.closedPipes]
+        handled = False
+        for conn in connection.wait(live, timeout=0):
+            i = conns.index(conn)
+            while i not in self.closedPipes and not conn.closed and conn.poll(0):
+                handled = self._handleMessage(i, finished, otherArgsList) or handled
+        return handled
 
     def _handleMessage(self, workerID, finished, otherArgsList) -> bool:
         try:
@@ -220,10 +240,8 @@ class PipelinedRun:
         except (EOFError, OSError):
             self.closedPipes.add(workerID)
             return False
+        self.messagesReceived += 1
         kind = message[0]
-        if kind == "done":
-            self.writer.blockComputed(message[1], message[2])
-            return True
         if kind == "layout":
             if self.writer.layouts is None:
                 self.writer.setLayouts(message[2])

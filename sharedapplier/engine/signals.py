@@ -28,18 +28,24 @@ class PeerGone(Exception):
 
 @dataclass
 class SlotSignals:
-    """Lock over the header; semaphores counting free and input-complete slots; stop flag."""
+    """Lock over the header; semaphores counting free and input-complete slots; stop flag.
+
+    ``doorbell`` wakes the writer: it is rung once for every computed block and once before
+    every message a worker sends the main process through its pipe.
+    """
 
     lock: Any
     free: Any
     ready: Any
+    doorbell: Any
     stop: Any
 
     @classmethod
     def create(cls, nslots: int, mpContext=None) -> SlotSignals:
         """For processes pass a multiprocessing context; threads use threading's objects."""
         mod = mpContext if mpContext is not None else threading
-        return cls(mod.Lock(), mod.Semaphore(nslots), mod.Semaphore(0), mod.Event())
+        return cls(mod.Lock(), mod.Semaphore(nslots), mod.Semaphore(0), mod.Semaphore(0),
+                   mod.Event())
 
 
 def timeoutError(what: str, option: str, value) -> rioserrors.TimeoutError:
@@ -98,3 +104,21 @@ def takeReady(pool, signals: SlotSignals, worker: int, timeout, peerAlive=None):
             if pool.counter(slabpool.BLOCKS_TAKEN) >= pool.desc.nblocks:
                 signals.ready.release()
                 return None
+
+
+def markComputed(pool, signals: SlotSignals, slot: int, block: int) -> None:
+    """A worker has stored a block's outputs in its slot: hand it to the writer."""
+    with signals.lock:
+        pool.setComputed(slot, block)
+    signals.doorbell.release()
+
+
+def noteMessage(pool, signals: SlotSignals) -> None:
+    """A message to the main process is on its way through a pipe: wake it to read it.
+
+    Rung before the message is sent, since a large message only fits through the pipe
+    while the main process reads it.
+    """
+    with signals.lock:
+        pool.bumpCounter(slabpool.MESSAGES)
+    signals.doorbell.release()

@@ -3,8 +3,10 @@
 A slot holds one block: every input array (margin included) in the input slab and, once
 the first computed block has fixed the output layout, every output array (margin
 stripped) in the output slab at the same slot index. The header holds, per slot, its
-state and block number, plus the run's block counters; it is only changed under the
-run's lock. Semaphores (in :class:`SlotSignals`) count free and input-complete slots.
+state and block number, the run's counters, and for every block the slot that holds it once
+computed (so the writer finds the next block to write without a message); it is only
+changed under the run's lock. Semaphores (in :class:`SlotSignals`) count free and
+input-complete slots, and ring the writer's doorbell.
 
 The pool's owner (the main process) creates and unlinks every segment, under the
 run-unique prefix ``sa_<pid>_<random>_``; workers attach by name without registering with
@@ -33,9 +35,11 @@ FREE, FILLING, READY, COMPUTING, COMPUTED = range(5)
 # header columns per slot
 STATE, BLOCK, WORKER = range(3)
 _SLOT_COLUMNS = 3
-# run counters, stored after the slot rows
-NEXT_TO_FILL, NEXT_TO_COMPUTE, BLOCKS_TAKEN = range(3)
+# run counters, stored after the slot rows; MESSAGES counts pipe messages sent to the main
+# process, so that it reads the pipes only when there is something to read
+NEXT_TO_FILL, BLOCKS_TAKEN, MESSAGES = range(3)
 _COUNTERS = 3
+# after the counters: one entry per block, 1 + the slot holding it once computed (0 = not yet)
 
 
 @dataclass(frozen=True)
@@ -202,11 +206,15 @@ class SlabPool:
             raise
 
     def _open(self, desc, create):
-        headerBytes = (desc.nslots * _SLOT_COLUMNS + _COUNTERS) * 8
-        self.headerSegment = self._segment("hdr", headerBytes, create)
+        self._counters = desc.nslots * _SLOT_COLUMNS
+        self._computedTable = self._counters + _COUNTERS
+        headerLength = self._computedTable + desc.nblocks
+        self.headerSegment = self._segment("hdr", headerLength * 8, create)
         self.inputSegment = self._segment("in", desc.nslots * self.inputLayout.slotbytes, create)
-        self.header = numpy.ndarray((desc.nslots * _SLOT_COLUMNS + _COUNTERS,), dtype=numpy.int64,
+        self.header = numpy.ndarray((headerLength,), dtype=numpy.int64,
                                     buffer=self.headerSegment.buf)
+        self._states = self.header[STATE:self._counters:_SLOT_COLUMNS]
+        self._blocks = self.header[BLOCK:self._counters:_SLOT_COLUMNS]
         if create:
             self.header[:] = 0
         if desc.outputFields is not None:
@@ -241,22 +249,32 @@ class SlabPool:
 
     def findSlot(self, state):
         """The slot in ``state`` holding the lowest block number, or None."""
-        best = None
-        for slot in range(self.desc.nslots):
-            if self.slotState(slot) == state and (
-                    best is None or self.slotBlock(slot) < self.slotBlock(best)):
-                best = slot
-        return best
+        slots = numpy.flatnonzero(self._states == state)
+        if len(slots) == 0:
+            return None
+        if len(slots) == 1 or state == FREE:
+            return int(slots[0])
+        return int(slots[numpy.argmin(self._blocks[slots])])
 
     def counter(self, which):
-        return int(self.header[self.desc.nslots * _SLOT_COLUMNS + which])
+        return int(self.header[self._counters + which])
 
     def bumpCounter(self, which):
         """Increase a run counter by one and return its previous value."""
-        idx = self.desc.nslots * _SLOT_COLUMNS + which
+        idx = self._counters + which
         value = int(self.header[idx])
         self.header[idx] = value + 1
         return value
+
+    def setComputed(self, slot, block):
+        """Mark a slot computed and note which slot holds ``block``."""
+        self.setSlot(slot, COMPUTED)
+        self.header[self._computedTable + block] = slot + 1
+
+    def computedSlot(self, block):
+        """The slot holding ``block`` once it is computed, else None."""
+        slot = int(self.header[self._computedTable + block]) - 1
+        return None if slot < 0 else slot
 
     # --- slabs -------------------------------------------------------------------
     def inputViews(self, slot, shapes):
@@ -286,7 +304,7 @@ class SlabPool:
 
     def release(self):
         """Drop every view's backing: the owner unlinks, others just close."""
-        self.header = None
+        self.header = self._states = self._blocks = None
         for seg in reversed(self.segments):
             seg.release()
         self.segments = []

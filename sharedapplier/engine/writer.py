@@ -1,10 +1,11 @@
 """The writer: the one thread (the main one) that writes computed slots, in block order.
 
 Blocks may finish computing in any order; a computed slot waits until every block before
-it has been written, then is written from its shared-memory views and freed. Writing in
-block order makes every output, statistic and histogram identical to a run with no
-workers. It cannot deadlock: blocks are given slots in block order, so the next block to
-write always already holds a slot.
+it has been written, then is written from its shared-memory views and freed. The writer
+learns which slot holds the next block from the header, woken by the doorbell, so no
+message is needed per block. Writing in block order makes every output, statistic and
+histogram identical to a run with no workers. It cannot deadlock: blocks are given slots
+in block order, so the next block to write always already holds a slot.
 """
 from __future__ import annotations
 
@@ -46,7 +47,6 @@ class OrderedWriter:
         self.signals = signals
         self.outputWriter = outputWriter
         self.progress = progress
-        self.pending = {}
         self.written = 0
         self.layouts = None
 
@@ -55,19 +55,38 @@ class OrderedWriter:
         self.layouts = layouts
         self.pool.createOutputs(self.job.outputFields(layouts))
 
-    def blockComputed(self, slot, blockIndex):
-        """Note a computed slot; write every block that is now next in order."""
-        self.pending[blockIndex] = slot
-        while self.written in self.pending:
-            slot = self.pending.pop(self.written)
+    def writeComputed(self) -> int:
+        """Write every computed block that is next in order; return how many were written.
+
+        The header is read, and the slots handed back, once per batch rather than once per
+        block, so that the writer seldom contends with the workers for the lock.
+        """
+        with self.signals.lock:
+            batch = self._computedRun()
+        for slot in batch:
             blockDefn = self.job.blockList[self.written]
             views = self.pool.outputViews(slot, self.job.outputShapes(blockDefn, self.layouts))
             self.outputWriter.writeBlock(blockDefn, views)
-            with self.signals.lock:
-                self.pool.setSlot(slot, slabpool.FREE)
-            self.signals.free.release()
             self.written += 1
             self.progress.update(self.written)
+        if batch:
+            with self.signals.lock:
+                for slot in batch:
+                    self.pool.setSlot(slot, slabpool.FREE)
+            for _ in batch:
+                self.signals.free.release()
+        return len(batch)
+
+    def _computedRun(self) -> list:
+        """The slots of the computed blocks that follow the last one written, in order."""
+        slots = []
+        nblocks = len(self.job.blockList)
+        while self.written + len(slots) < nblocks:
+            slot = self.pool.computedSlot(self.written + len(slots))
+            if slot is None:
+                break
+            slots.append(slot)
+        return slots
 
 
 def writeSequentially(job, reader, outputWriter, progress, timings):
