@@ -529,11 +529,9 @@ def pipeBytes(inputs, folder, plan, log):
         a = _countPipes(inputs, folder, small, window)
         b = _countPipes(inputs, folder, large, window)
         marginal = (b["total_bytes"] - a["total_bytes"]) / (b["blocks"] - a["blocks"])
-        done = {r["raster"]: r["messages"].get("done", {"bytes": 0})["bytes"] for r in (a, b)}
         result = {"window": window, "runs": [a, b],
                   "pixel_bytes_per_block": window * window * 2 * 2,   # uint16 in + out
                   "bytes_per_block": marginal,
-                  "done_bytes_per_block": (done[large] - done[small]) / (b["blocks"] - a["blocks"]),
                   "fixed_bytes": a["total_bytes"] - marginal * a["blocks"]}
         results.append(result)
         log(f"  pipes: block {window}: {a['blocks']} blocks {a['total_bytes']} bytes, "
@@ -553,8 +551,8 @@ def formatPipes(pipes):
         a, b = r["runs"]
         lines.append(
             f"  block {r['window']:3d}x{r['window']:<3d}: {r['bytes_per_block']:6.1f} bytes/block"
-            f" ({r['done_bytes_per_block']:.1f} in 'done' messages, the rest timer intervals in"
-            f" 'finished'); fixed {r['fixed_bytes']:.0f} bytes per run; "
+            f" (the timer intervals each worker returns in 'finished'; no message is sent per"
+            f" block); fixed {r['fixed_bytes']:.0f} bytes per run; "
             f"{a['blocks']} blocks: {a['bytes_per_block']:.1f}, {b['blocks']} blocks: "
             f"{b['bytes_per_block']:.1f} bytes/block in all; block pixels in+out "
             f"{r['pixel_bytes_per_block']} bytes")

@@ -17,23 +17,27 @@ Data flows one way, read -> compute -> write, through slots of shared memory::
               |                                                ready block, calls the user
               |                                                function on zero-copy views
          +------------------- output slab -----------------------+
-         | slot 0 | slot 1 | ... | slot n-1 |  <- worker copies its outputs in (one copy)
-         +----------------------------------+
-              ^                                     worker --("done", slot, block)--> pipe
-              |                                                                       |
-    writer (main thread) <------------------------------------------------------------+
-    writes slots in block order from their views (GDAL), single-pass stats, then frees
-    the slot (free sem).
+         | slot 0 | slot 1 | ... | slot n-1 |  <- worker copies its outputs in (one copy),
+         +----------------------------------+     notes block -> slot in the header and
+              ^                                   rings the doorbell sem
+              |                                                    |
+    writer (main thread) <-----------------------------------------+
+    wakes on the doorbell, writes every slot that is next in block order from its views
+    (GDAL), single-pass stats, then frees the slots (free sem).
 
-    header segment: per slot (state FREE/FILLING/READY/COMPUTING/COMPUTED, block, worker)
-    and the run counters; changed only under the run's lock.
+    header segment: per slot (state FREE/FILLING/READY/COMPUTING/COMPUTED, block, worker),
+    the run counters, and per block the slot holding it once computed; changed only under
+    the run's lock.
 
 Who owns what: the main process creates and unlinks every segment (names start with
-``sa_<pid>_<random>_``) and every semaphore; workers attach by name, untracked. Only slot
-numbers and small control messages cross pipes, never pixels. The main process waits on
-the workers' pipes and process sentinels together, so an exception or a dead worker is
-noticed within a fraction of a second; every other wait is bounded by a RIOS timeout.
-With no workers the same stage functions run one after another in the main thread.
+``sa_<pid>_<random>_``) and every semaphore; workers attach by name, untracked. Nothing
+crosses a pipe per block, and pixels never do: a worker's few messages (the first block's
+output layout, an error, its results at the end) are announced by a ring of the doorbell.
+The writer's waits on the doorbell are short (POLL_SECONDS), and between them it checks the
+pipes and whether every worker is alive, so an exception or a dead worker is noticed
+within a fraction of a second; every other wait is bounded by a RIOS timeout. With no
+workers the same stage functions run one after another in the main thread, and a
+``WriteBehind`` thread writes while the main thread reads and computes the next block.
 
 Remote workers (CW_SUBPROC, CW_SLURM, CW_PBS, CW_AWSBATCH and launchers of other packages)
 run elsewhere, so they cannot map the slabs. Each is served by a proxy thread of the main

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import shutil
 import signal
 import sys
@@ -18,6 +17,7 @@ from ..structures import CW_NONE, CW_PROCESSES, CW_THREADS, WorkerErrorRecord
 from . import signals as sig
 from . import slabpool
 from .computeworkers import ComputeProcesses, ComputeThreads, WorkerState, computeSlot
+from .forkserver import workerContext
 from .readworkers import ReadWorkers
 from .remoteworkers import RemoteWorkers, makeRunDirectory
 from .writer import ApplierProgress, OrderedWriter, writeSequentially
@@ -67,18 +67,6 @@ def planSlots(job, nworkers, nreaders) -> int:
 MESSAGE_POLL_SECONDS = 0.001
 
 
-def _workerContext(method):
-    """The multiprocessing context for compute processes.
-
-    A forkserver is started once per Python process, with numpy, GDAL and the worker code
-    imported but no dataset opened, so later workers fork from it in milliseconds.
-    """
-    ctx = multiprocessing.get_context(method)
-    if method == "forkserver":
-        ctx.set_forkserver_preload(["sharedapplier.engine.computeworkers"])
-    return ctx
-
-
 @contextlib.contextmanager
 def _sigtermRaises():
     """While running, turn SIGTERM into SystemExit so every ``finally`` cleans up."""
@@ -121,7 +109,10 @@ class PipelinedRun:
             nreaders = max(1, nreaders)
         nslots = planSlots(job, min(nworkers, len(job.blockList)), nreaders)
         shared = self.kind == CW_PROCESSES
-        self.mpContext = _workerContext(style.workerStartMethod) if shared else None
+        self.mpContext = None
+        if shared:
+            self.mpContext = workerContext(style.workerStartMethod, job.userFunction,
+                                           job.otherArgs)
         desc = slabpool.PoolDescription(slabpool.newRunPrefix(), nslots, len(job.blockList),
                                         job.inputFields(), None)
         self.pool = slabpool.SlabPool(desc, shared=shared, create=True)
