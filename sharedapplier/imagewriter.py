@@ -320,11 +320,6 @@ class OutputWriter:
                                                  workinggrid, singlePassMgr, timings)
                       for name, seqNum, filename in outfiles}
 
-    def useTimings(self, timings):
-        """Record the writing's intervals in ``timings`` (that of the thread that writes)."""
-        for outfile in self.files.values():
-            outfile.timings = timings
-
     def writeBlock(self, blockDefn, arrays: dict):
         """Write one block of every output: ``arrays`` maps (name, seqNum) to arrays."""
         for key, arr in arrays.items():

@@ -41,7 +41,6 @@ LEGEND = {"read": "read", "compute": "compute (userfunction + copy_output)",
           "start": "start compute workers"}
 ROLE_OF = {"read": "reading", "compute": "computing", "write": "writing"}
 MAIN = "main"
-WRITER = "writer"  # the thread that writes behind the main thread when there are no workers
 
 # A role's workers count as saturated when their work (any activity but waiting) covers at
 # least this fraction of their time; start-up above START_LIMIT of the run is worth a remark.
@@ -119,12 +118,9 @@ class TimelineRow:
     bars: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
 
-def rowLabel(worker: str, writerThread: bool = False) -> str:
-    """The row's label: the worker's name; the main thread is shown as the writer unless
-    a writer thread of its own wrote (a run with no workers writes behind the main thread)."""
-    if worker != MAIN:
-        return worker
-    return "main" if writerThread else "writer (main)"
+def rowLabel(worker: str) -> str:
+    """The row's label: the worker's name; the main thread is shown as the writer."""
+    return "writer (main)" if worker == MAIN else worker
 
 
 def timelineRows(timers) -> list[TimelineRow]:
@@ -137,14 +133,12 @@ def timelineRows(timers) -> list[TimelineRow]:
         return []
     origin = window[0]
     rows = []
-    snapshot = _snapshot(timers)
-    writerThread = WRITER in snapshot
-    for worker, byName in sorted(snapshot.items(), key=lambda kv: _worker_key(kv[0])):
+    for worker, byName in sorted(_snapshot(timers).items(), key=lambda kv: _worker_key(kv[0])):
         grouped = _activities(byName)
         bars = {a: [(s - origin, e - s) for s, e in sorted(grouped[a])]
                 for a in ACTIVITIES if grouped.get(a)}
         if bars:
-            rows.append(TimelineRow(worker, rowLabel(worker, writerThread), bars))
+            rows.append(TimelineRow(worker, rowLabel(worker), bars))
     return rows
 
 

@@ -128,42 +128,6 @@ def test_timers_record_each_worker(scene, tmp_path):
     assert len(byWorker["main"]["writing"]) >= 20
 
 
-def reuse_one_buffer(info, inputs, outputs, otherArgs):
-    """Hands back the same array every block, refilled: a writer must copy it in time."""
-    shape = inputs.a.shape
-    if getattr(otherArgs, "buf", None) is None or otherArgs.buf.shape != shape:
-        otherArgs.buf = np.empty(shape, dtype=np.int32)
-    otherArgs.buf[...] = inputs.a.astype(np.int32) * 3 + info.getBlockCount()[0]
-    outputs.o = otherArgs.buf
-
-
-def test_writing_behind_copies_reused_output_arrays(scene, tmp_path, no_shm_leak):
-    """CW_NONE writes in a thread of its own: a reused output array must not be overwritten
-    before it is written, and the thread's intervals are timed as the writer's."""
-    a = scene["arrays"][0]
-    out = tmp_path / "o.tif"
-    rtn = applier.apply(reuse_one_buffer, assoc(a=scene["a"]), assoc(o=str(out)),
-                        OtherInputs(), controls())
-    expected = a.astype(np.int32) * 3
-    for col in range(0, a.shape[2], 64):
-        expected[:, :, col:col + 64] += col // 64
-    np.testing.assert_array_equal(read_raster(out), expected)
-    byWorker = rtn.timings.intervalsByWorker
-    assert len(byWorker["writer"]["writing"]) == 20
-    assert "writing" not in byWorker["main"] or len(byWorker["main"]["writing"]) <= 2
-
-
-def test_write_error_in_writer_thread_reaches_the_caller(scene, tmp_path, no_shm_leak):
-    """An output GDAL cannot create fails in the writer thread; the caller gets our error."""
-    c = controls()
-    c.setCreationOptions(["TILED=YES", "BLOCKXSIZE=48", "BLOCKYSIZE=48"])
-    out = tmp_path / "o.tif"
-    with pytest.raises(rioserrors.ImageOpenError, match="BLOCKXSIZE"):
-        applier.apply(lambda info, i, o: setattr(o, "o", i.a), assoc(a=scene["a"]),
-                      assoc(o=str(out)), controls=c)
-    assert not out.exists()
-
-
 def test_forkserver_preloads_what_the_user_function_imports(scene, tmp_path, no_shm_leak):
     """Modules the function's pickle names are preloaded into the forkserver; a later run
     needing another module restarts it between runs, and both runs are right."""

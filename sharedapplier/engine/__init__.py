@@ -36,8 +36,7 @@ output layout, an error, its results at the end) are announced by a ring of the 
 The writer's waits on the doorbell are short (POLL_SECONDS), and between them it checks the
 pipes and whether every worker is alive, so an exception or a dead worker is noticed
 within a fraction of a second; every other wait is bounded by a RIOS timeout. With no
-workers the same stage functions run one after another in the main thread, and a
-``WriteBehind`` thread writes while the main thread reads and computes the next block.
+workers the same stage functions run one after another in the main thread.
 
 Remote workers (CW_SUBPROC, CW_SLURM, CW_PBS, CW_AWSBATCH and launchers of other packages)
 run elsewhere, so they cannot map the slabs. Each is served by a proxy thread of the main

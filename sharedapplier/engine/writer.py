@@ -9,15 +9,7 @@ in block order, so the next block to write always already holds a slot.
 """
 from __future__ import annotations
 
-import queue
-import threading
-
-import numpy
-
 from .. import imagewriter
-from ..structures import Timers
-from ..timeline import WRITER
-from . import signals as sig
 from . import slabpool
 
 
@@ -97,104 +89,15 @@ class OrderedWriter:
         return slots
 
 
-# Blocks a WriteBehind thread may hold: enough to ride out a slow write, few enough that the
-# copies cost little memory.
-WRITE_BEHIND_DEPTH = 3
-
-
-class WriteBehind:
-    """Writes blocks, in order, in a thread of its own while the main thread goes on.
-
-    GDAL releases the GIL while it reads and writes, so with no workers at all reading the
-    next block overlaps with writing the last one. Each block's outputs are copied into one
-    of a few buffer sets owned here (the user function may hand back arrays it will reuse);
-    the outputs are written by this one thread only, and the main thread touches them again
-    only after :meth:`finish`. The thread's intervals are timed as the "writer".
-    """
-
-    def __init__(self, outputWriter, windowShape, timings, depth=WRITE_BEHIND_DEPTH):
-        self.outputWriter = outputWriter
-        self.windowShape = windowShape
-        self.runTimings = timings
-        self.timings = Timers(worker=WRITER)
-        self.depth = depth
-        self.buffersMade = 0
-        self.todo = queue.Queue()
-        self.spare = queue.Queue()
-        self.error = None
-        outputWriter.useTimings(self.timings)
-        self.thread = threading.Thread(target=self._loop, name="sharedapplier-writer",
-                                       daemon=True)
-        self.thread.start()
-
-    def submit(self, blockDefn, arrays: dict):
-        """Queue one block's outputs for writing (copied: ``arrays`` may be reused)."""
-        buffers = self._spareBuffers(arrays)
-        views = {}
-        for key, arr in arrays.items():
-            views[key] = buffers[key][:, :arr.shape[1], :arr.shape[2]]
-            views[key][...] = arr
-        self.todo.put((blockDefn, views, buffers))
-
-    def _spareBuffers(self, arrays):
-        if self.buffersMade < self.depth:
-            self.buffersMade += 1
-            return {key: numpy.empty((arr.shape[0], *self.windowShape), dtype=arr.dtype)
-                    for key, arr in arrays.items()}
-        while True:
-            self._raiseError()
-            try:
-                return self.spare.get(timeout=sig.POLL_SECONDS)
-            except queue.Empty:
-                if not self.thread.is_alive():
-                    raise RuntimeError("the output writer thread ended unexpectedly") from None
-
-    def _loop(self):
-        while True:
-            item = self.todo.get()
-            if item is None:
-                return
-            blockDefn, views, buffers = item
-            try:
-                if self.error is None:
-                    self.outputWriter.writeBlock(blockDefn, views)
-            except BaseException as e:
-                self.error = e
-            finally:
-                self.spare.put(buffers)
-
-    def _raiseError(self):
-        if self.error is not None:
-            raise self.error
-
-    def finish(self, raiseErrors=True):
-        """Wait for every queued block to be written; raise what the writing raised."""
-        self.todo.put(None)
-        self.thread.join()
-        self.outputWriter.useTimings(self.runTimings)
-        self.runTimings.merge(self.timings)
-        if raiseErrors:
-            self._raiseError()
-
-
 def writeSequentially(job, reader, outputWriter, progress, timings):
-    """The whole pipeline with no workers: read and compute each block in turn.
-
-    Writing happens behind, in a :class:`WriteBehind` thread.
-    """
+    """The whole pipeline with no workers: read, compute and write each block in turn."""
     layouts = None
-    writer = WriteBehind(outputWriter, (job.windowysize, job.windowxsize), timings)
-    try:
-        for blockIndex, blockDefn in enumerate(job.blockList):
-            progress.update(blockIndex)
-            with timings.interval("reading"):
-                inputs = reader.readBlock(blockDefn)
-            arrays = job.computeBlock(blockDefn, inputs, job.otherArgs, timings, layouts)
-            if layouts is None:
-                layouts = imagewriter.layoutsFromArrays(arrays)
-            writer.submit(blockDefn, arrays)
-    except BaseException:
-        writer.finish(raiseErrors=False)
-        raise
-    writer.finish()
+    for blockIndex, blockDefn in enumerate(job.blockList):
+        progress.update(blockIndex)
+        with timings.interval("reading"):
+            inputs = reader.readBlock(blockDefn)
+        arrays = job.computeBlock(blockDefn, inputs, job.otherArgs, timings, layouts)
+        if layouts is None:
+            layouts = imagewriter.layoutsFromArrays(arrays)
+        outputWriter.writeBlock(blockDefn, arrays)
     progress.update(len(job.blockList))
