@@ -711,6 +711,7 @@ class SinglePassManager:
         self.directPyramidsSupported = {}
         self.arrDtype = {}
         self.accumulators = {}
+        self._blockActions = {}
         probeCache = {}
         for name, _seqNum, _filename in outfiles:
             if name not in self.approxOK:
@@ -782,6 +783,7 @@ class SinglePassManager:
     def initFor(self, ds, name, seqNum, arr):
         """First-block set-up of one output file: dtype, accumulators, empty overviews."""
         self.arrDtype[name] = numpy.dtype(arr.dtype)
+        self._blockActions.pop(name, None)
         doStats = self.doSinglePassStatistics(name)
         doHist = self.doSinglePassHistogram(name)
         if doStats or doHist:
@@ -791,6 +793,20 @@ class SinglePassManager:
                 for _ in range(ds.RasterCount)]
         if self.doSinglePassPyramids(name) and self.overviewLevels[name]:
             ds.BuildOverviews("NEAREST", self.overviewLevels[name])
+
+
+    def blockActions(self, name) -> tuple:
+        """(pyramids, statistics, histogram) decisions for the blocks of ``name``.
+
+        They are fixed once its first block has set the dtype, so they are worked out once.
+        """
+        actions = self._blockActions.get(name)
+        if actions is None:
+            actions = (self.doSinglePassPyramids(name), self.doSinglePassStatistics(name),
+                       self.doSinglePassHistogram(name))
+            if name in self.arrDtype:
+                self._blockActions[name] = actions
+        return actions
 
 
 def _blockAsFileDtype(ds, arr, dtype, xOff, yOff):
@@ -804,13 +820,14 @@ def _blockAsFileDtype(ds, arr, dtype, xOff, yOff):
 
 def handleSinglePassActions(ds, arr, singlePassMgr, name, seqNum, xOff, yOff, timings):
     """Per-block single-pass work (after the block is written): pyramids, stats, histogram."""
+    doPyramids, doStats, doHist = singlePassMgr.blockActions(name)
+    if not (doPyramids or doStats or doHist):
+        return
     if arr.ndim == 2:
         arr = arr[numpy.newaxis]
-    if singlePassMgr.doSinglePassPyramids(name):
+    if doPyramids:
         with _interval(timings, "pyramids"):
             writeBlockPyramids(ds, arr, singlePassMgr, name, xOff, yOff)
-    doStats = singlePassMgr.doSinglePassStatistics(name)
-    doHist = singlePassMgr.doSinglePassHistogram(name)
     if not (doStats or doHist):
         return
     arr = _blockAsFileDtype(ds, arr, singlePassMgr.arrDtype[name], xOff, yOff)

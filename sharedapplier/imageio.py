@@ -1,5 +1,10 @@
-"""Legacy pixel/world coordinate helpers (RIOS's ``imageio``), and the footprint constants."""
-from osgeo import gdal
+"""Pixel/world coordinate helpers (RIOS's ``imageio``), the footprint constants, and the
+block transfers between GDAL datasets and numpy arrays that every stage of the engine uses.
+"""
+import functools
+
+import numpy
+from osgeo import gdal, gdal_array
 
 from sharedapplier.const import BOUNDS_FROM_REFERENCE, INTERSECTION, UNION
 
@@ -41,3 +46,39 @@ def pix2wld(transform, x: float, y: float) -> Coord:
     """Pixel (column, row) to world coordinates by the geotransform."""
     geox, geoy = gdal.ApplyGeoTransform(tuple(transform), x, y)
     return Coord(geox, geoy)
+
+
+@functools.lru_cache(maxsize=64)
+def gdalTypeOf(dtype: numpy.dtype) -> int | None:
+    """The GDAL data type of a numpy dtype, or None when GDAL has none (bool, object...)."""
+    if dtype == numpy.bool_:
+        return None
+    return gdal_array.NumericTypeCodeToGDALTypeCode(dtype) or None
+
+
+def readWindowInto(ds: gdal.Dataset, xoff: int, yoff: int, target: numpy.ndarray,
+                   bandList: list) -> numpy.ndarray:
+    """Read the window of ``ds`` at (xoff, yoff) with ``target``'s shape (bands, rows, cols)
+    straight into ``target``, which may be a strided view (a slot, or a window inside it).
+
+    This is the call ``Dataset.ReadAsArray(buf_obj=...)`` makes, without its per-call
+    argument handling: blocks are read tens of thousands of times a run.
+    """
+    _rasterIO(ds, 0, xoff, yoff, target, bandList)
+    return target
+
+
+def writeWindow(ds: gdal.Dataset, arr: numpy.ndarray, xoff: int, yoff: int):
+    """Write ``arr`` (bands, rows, cols), possibly a strided view, to ``ds`` at (xoff, yoff)."""
+    _rasterIO(ds, 1, xoff, yoff, arr, list(range(1, arr.shape[0] + 1)))
+
+
+def _rasterIO(ds, write, xoff, yoff, arr, bandList):
+    _, nrows, ncols = arr.shape
+    status = gdal_array.DatasetIONumPy(ds, write, xoff, yoff, ncols, nrows, arr,
+                                       gdalTypeOf(arr.dtype), gdal.GRIORA_NearestNeighbour,
+                                       None, None, True, bandList)
+    if status != 0:
+        what = "write" if write else "read"
+        raise RuntimeError(f"GDAL could not {what} the window ({xoff}, {yoff}, {ncols}x{nrows})"
+                           f" of '{ds.GetDescription()}': {gdal.GetLastErrorMsg()}")

@@ -15,6 +15,7 @@ import numpy
 from osgeo import gdal, gdal_array
 
 from . import rioserrors
+from .imageio import readWindowInto
 from .pixelgrid import PixelGridDefn, fixProjectionWkt
 from .structures import ApplierBlockDefn, RasterizationMgr
 
@@ -203,8 +204,7 @@ class BlockReader:
                 target[i] = fill
         if inside:
             window = target[:, cy0 - fy0:cy1 - fy0, cx0 - fx0:cx1 - fx0]
-            self._dataset(spec).ReadAsArray(cx0, cy0, cx1 - cx0, cy1 - cy0, buf_obj=window,
-                                            band_list=spec.bands)
+            readWindowInto(self._dataset(spec), cx0, cy0, window, spec.bands)
         return target
 
     def readBlock(self, blockDefn: ApplierBlockDefn) -> dict:

@@ -11,15 +11,15 @@ Two halves, usable apart:
 """
 from __future__ import annotations
 
-import functools
 import os
 import sys
 from dataclasses import dataclass
 
 import numpy
-from osgeo import gdal, gdal_array
+from osgeo import gdal
 
 from . import calcstats, const, rioserrors
+from .imageio import gdalTypeOf, writeWindow
 
 
 @dataclass(frozen=True)
@@ -40,16 +40,9 @@ def _label(name, seqNum):
     return name if seqNum is None else f"{name}[{seqNum}]"
 
 
-@functools.lru_cache(maxsize=64)
-def _gdalTypeCode(dtype):
-    if dtype == numpy.bool_:
-        return None
-    return gdal_array.NumericTypeCodeToGDALTypeCode(dtype)
-
-
 def gdalTypeForDtype(dtype, label) -> int:
     """The GDAL type code for a numpy dtype, or a clear error naming the output."""
-    code = _gdalTypeCode(numpy.dtype(dtype))
+    code = gdalTypeOf(numpy.dtype(dtype))
     if code is None:
         raise rioserrors.ImageOpenError(
             f"Output '{label}': array type {numpy.dtype(dtype)} has no corresponding GDAL data "
@@ -71,7 +64,11 @@ def _userArray(outputs, name, seqNum):
     return value
 
 
-def _checkArray(arr, label, blockDefn, overlap):
+def _checkShape(arr, name, seqNum, expected):
+    """Raise a clear error unless ``arr`` is a 3-D array with the block's rows and cols."""
+    if isinstance(arr, numpy.ndarray) and arr.ndim == 3 and arr.shape[1:] == expected:
+        return
+    label = _label(name, seqNum)
     if not isinstance(arr, numpy.ndarray):
         raise rioserrors.ArrayShapeError(
             f"Output '{label}' must be a numpy array, not {type(arr).__name__}")
@@ -79,12 +76,9 @@ def _checkArray(arr, label, blockDefn, overlap):
         raise rioserrors.ArrayShapeError(
             f"Output '{label}' has shape {arr.shape}; outputs must be 3-D (bands, rows, cols): "
             "use arr[numpy.newaxis] for a single band")
-    expected = (blockDefn.nrows + 2 * overlap, blockDefn.ncols + 2 * overlap)
-    if arr.shape[1:] != expected:
-        raise rioserrors.ArrayShapeError(
-            f"Output '{label}' has rows/cols {arr.shape[1:]} but this block's inputs have "
-            f"{expected} (overlap margin included)")
-    gdalTypeForDtype(arr.dtype, label)
+    raise rioserrors.ArrayShapeError(
+        f"Output '{label}' has rows/cols {arr.shape[1:]} but this block's inputs have "
+        f"{expected} (overlap margin included)")
 
 
 def conformToDtype(arr: numpy.ndarray, dtype) -> numpy.ndarray:
@@ -108,7 +102,10 @@ def conformToLayouts(arrays: dict, layouts: dict) -> dict:
                 f"Output '{_label(*key)}' has {arr.shape[0]} bands in this block but "
                 f"{layout.nbands} in its first block; every block must have the same number "
                 "of bands")
-        conformed[key] = conformToDtype(arr, layout.dtype)
+        if arr.dtype != layout.dtype:
+            gdalTypeForDtype(arr.dtype, _label(*key))
+            arr = conformToDtype(arr, layout.dtype)
+        conformed[key] = arr
     return conformed
 
 
@@ -118,10 +115,13 @@ def prepareOutputArrays(outputs, outfiles, blockDefn, overlap, layouts=None) -> 
     ``layouts`` maps (name, seqNum) to the :class:`OutputLayout` fixed by the first block;
     when given, band counts are checked and dtypes converted to it.
     """
+    expected = (blockDefn.nrows + 2 * overlap, blockDefn.ncols + 2 * overlap)
     prepared = {}
     for name, seqNum, _ in outfiles:
         arr = _userArray(outputs, name, seqNum)
-        _checkArray(arr, _label(name, seqNum), blockDefn, overlap)
+        _checkShape(arr, name, seqNum, expected)
+        if layouts is None:
+            gdalTypeForDtype(arr.dtype, _label(name, seqNum))
         if overlap > 0:
             arr = arr[:, overlap:arr.shape[1] - overlap, overlap:arr.shape[2] - overlap]
         prepared[(name, seqNum)] = arr
@@ -252,7 +252,7 @@ class OutputFile:
         with self.timings.interval("writing"):
             if not self.sawNonFinite and arr.dtype.kind in "fc":
                 self.sawNonFinite = not numpy.isfinite(arr).all()
-            self.ds.WriteArray(arr, blockDefn.left, blockDefn.top)
+            writeWindow(self.ds, arr, blockDefn.left, blockDefn.top)
         calcstats.handleSinglePassActions(self.ds, arr, self.singlePassMgr, self.name,
                                           self.seqNum, blockDefn.left, blockDefn.top,
                                           self.timings)

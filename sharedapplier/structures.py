@@ -173,6 +173,25 @@ RIOS_TIMER_ORDER = ("reading", "startcomputeworkers", "userfunction", "writing",
                     "pop_computebuffer")
 
 
+class _TimedInterval:
+    """The context manager behind :meth:`Timers.interval` (a class: it runs per block)."""
+
+    __slots__ = ("timers", "name", "start")
+
+    def __init__(self, timers, name):
+        self.timers = timers
+        self.name = name
+
+    def __enter__(self):
+        self.start = time.time()
+        return self
+
+    def __exit__(self, excType, exc, tb):
+        if excType is None:
+            self.timers.addInterval(self.name, self.start, time.time())
+        return False
+
+
 class Timers:
     """Named wall-clock intervals, thread-safe, mergeable across workers and picklable.
 
@@ -188,12 +207,9 @@ class Timers:
         self.worker = worker
         self.lock = threading.Lock()
 
-    @contextlib.contextmanager
-    def interval(self, name: str):
+    def interval(self, name: str) -> "_TimedInterval":
         """Time the body of a ``with`` block; nothing is recorded if the body raises."""
-        start = time.time()
-        yield
-        self.addInterval(name, start, time.time())
+        return _TimedInterval(self, name)
 
     def addInterval(self, name: str, start: float, end: float):
         """Record one (start, end) pair measured by the caller."""
