@@ -9,7 +9,7 @@ slot, straight from GDAL with no intermediate copy.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy
 from osgeo import gdal, gdal_array
@@ -37,10 +37,10 @@ class InputSpec:
     ncols: int
     nrows: int
     isVector: bool = False
+    key: tuple = field(init=False, repr=False)
 
-    @property
-    def key(self):
-        return (self.name, self.seqNum)
+    def __post_init__(self):
+        self.key = (self.name, self.seqNum)
 
 
 def blockShape(spec: InputSpec, blockDefn: ApplierBlockDefn, overlap: int) -> tuple:

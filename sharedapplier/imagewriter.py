@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import dataclass
 
 import numpy
@@ -249,10 +250,11 @@ class OutputFile:
         """Write one block (margin already stripped) and do its single-pass work."""
         if self.ds is None:
             self.create(arr)
-        with self.timings.interval("writing"):
-            if not self.sawNonFinite and arr.dtype.kind in "fc":
-                self.sawNonFinite = not numpy.isfinite(arr).all()
-            writeWindow(self.ds, arr, blockDefn.left, blockDefn.top)
+        start = time.time()
+        if not self.sawNonFinite and arr.dtype.kind in "fc":
+            self.sawNonFinite = not numpy.isfinite(arr).all()
+        writeWindow(self.ds, arr, blockDefn.left, blockDefn.top)
+        self.timings.addInterval("writing", start, time.time())
         calcstats.handleSinglePassActions(self.ds, arr, self.singlePassMgr, self.name,
                                           self.seqNum, blockDefn.left, blockDefn.top,
                                           self.timings)

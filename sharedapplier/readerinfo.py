@@ -129,10 +129,6 @@ class ReaderInfoFactory:
                                    loggingstream)
         self.geotransform = workinggrid.makeGeoTransform()
 
-    def _corner(self, col, row):
-        gt = self.geotransform
-        return Coord(gt[0] + col * gt[1] + row * gt[2], gt[3] + col * gt[4] + row * gt[5])
-
     def make(self, blockDefn, filenames: dict, nullvalues: dict, inputs: dict) -> ReaderInfo:
         """Info for one block: ``filenames``/``nullvalues``/``inputs`` keyed by (name, seqNum)."""
         info = ReaderInfo.__new__(ReaderInfo)
@@ -143,11 +139,15 @@ class ReaderInfoFactory:
         state["nullvalLookup"] = {id(a): nullvalues[k] for k, a in inputs.items()
                                   if k in nullvalues}
         state["blockwidth"], state["blockheight"] = blockDefn.ncols, blockDefn.nrows
-        state["blocktl"] = self._corner(blockDefn.left, blockDefn.top)
-        state["blockbr"] = self._corner(blockDefn.left + blockDefn.ncols,
-                                        blockDefn.top + blockDefn.nrows)
-        state["xblock"] = int(round(blockDefn.left / info.windowxsize))
-        state["yblock"] = int(round(blockDefn.top / info.windowysize))
+        gt = self.geotransform
+        left, top = blockDefn.left, blockDefn.top
+        right, bottom = left + blockDefn.ncols, top + blockDefn.nrows
+        state["blocktl"] = Coord(gt[0] + left * gt[1] + top * gt[2],
+                                 gt[3] + left * gt[4] + top * gt[5])
+        state["blockbr"] = Coord(gt[0] + right * gt[1] + bottom * gt[2],
+                                 gt[3] + right * gt[4] + bottom * gt[5])
+        state["xblock"] = int(round(left / info.windowxsize))
+        state["yblock"] = int(round(top / info.windowysize))
         return info
 
 

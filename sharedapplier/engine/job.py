@@ -6,6 +6,7 @@ pixels and no GDAL handles.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,7 @@ class ComputeJob:
 
     def __post_init__(self):
         self._infoFactory = None
+        self._outputEntries = tuple(self.outfiles)
 
     def _makeInfo(self, blockDefn, inputArrays):
         """The info object for a block; the factory is built once per process."""
@@ -79,10 +81,11 @@ class ComputeJob:
             inputs[key] = arr
         info = self._makeInfo(blockDefn, inputArrays)
         outputs = BlockAssociations()
-        with timings.interval("userfunction"):
-            if otherArgs is None:
-                self.userFunction(info, inputs, outputs)
-            else:
-                self.userFunction(info, inputs, outputs, otherArgs)
-        return imagewriter.prepareOutputArrays(outputs, self.outfiles, blockDefn,
+        start = time.time()
+        if otherArgs is None:
+            self.userFunction(info, inputs, outputs)
+        else:
+            self.userFunction(info, inputs, outputs, otherArgs)
+        timings.addInterval("userfunction", start, time.time())
+        return imagewriter.prepareOutputArrays(outputs, self._outputEntries, blockDefn,
                                                self.overlap, layouts)

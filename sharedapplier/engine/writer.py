@@ -9,6 +9,8 @@ in block order, so the next block to write always already holds a slot.
 """
 from __future__ import annotations
 
+import time
+
 from .. import imagewriter
 from . import slabpool
 
@@ -94,8 +96,9 @@ def writeSequentially(job, reader, outputWriter, progress, timings):
     layouts = None
     for blockIndex, blockDefn in enumerate(job.blockList):
         progress.update(blockIndex)
-        with timings.interval("reading"):
-            inputs = reader.readBlock(blockDefn)
+        start = time.time()
+        inputs = reader.readBlock(blockDefn)
+        timings.addInterval("reading", start, time.time())
         arrays = job.computeBlock(blockDefn, inputs, job.otherArgs, timings, layouts)
         if layouts is None:
             layouts = imagewriter.layoutsFromArrays(arrays)
