@@ -121,34 +121,67 @@ class ReaderInfo:
         return numpy.array(value, dtype=array.dtype)
 
 
+# The fields that describe the current block (the rest describe the whole grid).
+_BLOCK_FIELDS = frozenset({"blockwidth", "blockheight", "blocktl", "blockbr", "xblock",
+                           "yblock", "blocklookup", "filenameLookup", "nullvalLookup"})
+
+
 class ReaderInfoFactory:
-    """Makes the per-block info objects of one run; grid-wide values are computed once."""
+    """Makes the per-block info objects of one run; grid-wide values are computed once.
+
+    A made object fills its block fields the first time one is read: most user functions
+    never look at ``info``, and building the fields for every block would cost as much as a
+    quarter of GDAL's time to read and write a small block.
+    """
 
     def __init__(self, workinggrid, windowxsize, windowysize, overlap, loggingstream):
-        self.template = ReaderInfo(workinggrid, windowxsize, windowysize, overlap,
-                                   loggingstream)
+        template = ReaderInfo(workinggrid, windowxsize, windowysize, overlap, loggingstream)
+        self.gridState = {k: v for k, v in template.__dict__.items()
+                          if k not in _BLOCK_FIELDS}
         self.geotransform = workinggrid.makeGeoTransform()
 
     def make(self, blockDefn, filenames: dict, nullvalues: dict, inputs: dict) -> ReaderInfo:
         """Info for one block: ``filenames``/``nullvalues``/``inputs`` keyed by (name, seqNum)."""
-        info = ReaderInfo.__new__(ReaderInfo)
+        info = _LazyReaderInfo.__new__(_LazyReaderInfo)
         state = info.__dict__
-        state.update(self.template.__dict__)
-        state["blocklookup"] = {}
-        state["filenameLookup"] = {id(a): filenames[k] for k, a in inputs.items()}
-        state["nullvalLookup"] = {id(a): nullvalues[k] for k, a in inputs.items()
-                                  if k in nullvalues}
-        state["blockwidth"], state["blockheight"] = blockDefn.ncols, blockDefn.nrows
+        state.update(self.gridState)
+        state["_pendingBlock"] = (self, blockDefn, filenames, nullvalues, inputs)
+        return info
+
+    def blockFields(self, blockDefn, filenames, nullvalues, inputs, windowxsize,
+                    windowysize) -> dict:
+        """The block fields of one info object."""
         gt = self.geotransform
         left, top = blockDefn.left, blockDefn.top
         right, bottom = left + blockDefn.ncols, top + blockDefn.nrows
-        state["blocktl"] = Coord(gt[0] + left * gt[1] + top * gt[2],
-                                 gt[3] + left * gt[4] + top * gt[5])
-        state["blockbr"] = Coord(gt[0] + right * gt[1] + bottom * gt[2],
-                                 gt[3] + right * gt[4] + bottom * gt[5])
-        state["xblock"] = int(round(left / info.windowxsize))
-        state["yblock"] = int(round(top / info.windowysize))
-        return info
+        return {
+            "blocklookup": {},
+            "filenameLookup": {id(a): filenames[k] for k, a in inputs.items()},
+            "nullvalLookup": {id(a): nullvalues[k] for k, a in inputs.items()
+                              if k in nullvalues},
+            "blockwidth": blockDefn.ncols,
+            "blockheight": blockDefn.nrows,
+            "blocktl": Coord(gt[0] + left * gt[1] + top * gt[2],
+                             gt[3] + left * gt[4] + top * gt[5]),
+            "blockbr": Coord(gt[0] + right * gt[1] + bottom * gt[2],
+                             gt[3] + right * gt[4] + bottom * gt[5]),
+            "xblock": int(round(left / windowxsize)),
+            "yblock": int(round(top / windowysize)),
+        }
+
+
+class _LazyReaderInfo(ReaderInfo):
+    """A ReaderInfo made by the factory: its block fields are filled on first use."""
+
+    def __getattr__(self, name):
+        state = self.__dict__
+        if name not in _BLOCK_FIELDS or "_pendingBlock" not in state:
+            raise AttributeError(f"'ReaderInfo' object has no attribute '{name}'")
+        factory, *block = state.pop("_pendingBlock")
+        for key, value in factory.blockFields(*block, self.windowxsize,
+                                              self.windowysize).items():
+            state.setdefault(key, value)
+        return state[name]
 
 
 def makeReaderInfo(workinggrid, blockDefn, controls, infiles, inputs, allInfo):
