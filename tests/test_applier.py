@@ -8,7 +8,9 @@ import pytest
 from conftest import DEFAULT_GT, read_raster, write_raster
 from osgeo import gdal, osr
 
-from sharedapplier import applier, rioserrors
+from sharedapplier import applier, readerinfo, rioserrors
+from sharedapplier.imageio import Coord
+from sharedapplier.pixelgrid import PixelGridDefn
 from sharedapplier.structures import FilenameAssociations, OtherInputs
 
 
@@ -233,6 +235,43 @@ def test_info_object(tmp_path, img):
     assert r["fname"] == path and r["null"] == 9 and r["null"].dtype == np.uint8
     assert r["total"] == (520, 300) and r["blocks"] == (3, 2) and r["size"] == (256, 44)
     assert r["rc"] == (3, 2)
+
+
+def test_info_block_fields_are_the_same_in_any_reading_order(tmp_path, img):
+    """The factory's info objects fill their block fields on first use: whichever is read
+    first, all are right; a setter called before any read keeps its value."""
+    path, _ = img
+    seen = []
+
+    def f(info, inputs, outputs):
+        if len(seen) % 2:
+            info.setBlockSize(7, 9)
+            first = info.getFilenameFor(inputs.a)
+        else:
+            first = info.blockbr
+        seen.append((isinstance(info, readerinfo.ReaderInfo), first, info.blocktl,
+                     info.blockbr, info.getBlockCount(), info.getBlockSize(),
+                     info.getFilenameFor(inputs.a), info.blocklookup))
+        outputs.o = inputs.a
+    applier.apply(f, assoc(a=path), assoc(o=str(tmp_path / "o.tif")), controls=gtiff_controls())
+    assert len(seen) == 6
+    for i, (isInfo, first, tl, br, count, size, fname, lookup) in enumerate(seen):
+        xblock, yblock = i % 3, i // 3
+        left, top = 256 * xblock, 256 * yblock
+        right, bottom = min(left + 256, 520), min(top + 256, 300)
+        assert isInfo and fname == path and lookup == {}
+        assert tl == Coord(DEFAULT_GT[0] + left * DEFAULT_GT[1],
+                           DEFAULT_GT[3] + top * DEFAULT_GT[5])
+        assert br == Coord(DEFAULT_GT[0] + right * DEFAULT_GT[1],
+                           DEFAULT_GT[3] + bottom * DEFAULT_GT[5])
+        assert count == (xblock, yblock)
+        assert size == ((7, 9) if i % 2 else (right - left, bottom - top))
+        assert first == (path if i % 2 else br)
+    grid = PixelGridDefn(xMin=0, xMax=8, yMin=0, yMax=8, xRes=1, yRes=1, projection="")
+    info = readerinfo.ReaderInfoFactory(grid, 4, 4, 0, None).make(
+        applier.ApplierBlockDefn(0, 0, 4, 4), {}, {}, {})
+    with pytest.raises(AttributeError, match="noSuchField"):
+        assert info.noSuchField is None
 
 
 def test_getnodatavaluefor_without_null_is_none(tmp_path, img):
