@@ -200,6 +200,7 @@ class OutputFile:
         self.ds = None
         self.created = False
         self.sawNonFinite = False
+        self.finishedRowsInCache = False
 
     def _option(self, option):
         return self.controls.getOptionForImagename(option, self.name)
@@ -254,10 +255,27 @@ class OutputFile:
         if not self.sawNonFinite and arr.dtype.kind in "fc":
             self.sawNonFinite = not numpy.isfinite(arr).all()
         writeWindow(self.ds, arr, blockDefn.left, blockDefn.top)
+        if blockDefn.left + blockDefn.ncols >= self.ds.RasterXSize:
+            self.finishedRowsInCache = True
         self.timings.addInterval("writing", start, time.time())
         calcstats.handleSinglePassActions(self.ds, arr, self.singlePassMgr, self.name,
                                           self.seqNum, blockDefn.left, blockDefn.top,
                                           self.timings)
+
+    def flushFinishedRows(self):
+        """Hand the finished rows of blocks in GDAL's cache to the file now.
+
+        GDAL otherwise keeps written blocks until its cache fills or the file closes, and a
+        run whose writer was idle would end waiting for one long flush. A finished row
+        completes every tile and strip it touches, and GDAL flushes in block order, so the
+        file is the same as when the cache decides.
+        """
+        if not self.finishedRowsInCache:
+            return
+        with self.timings.interval("writing"):
+            for i in range(self.ds.RasterCount):
+                self.ds.GetRasterBand(i + 1).FlushCache()
+        self.finishedRowsInCache = False
 
     def close(self):
         """Flush, finish statistics, call callBeforeClose, close, add auto colours."""
@@ -326,6 +344,11 @@ class OutputWriter:
         """Write one block of every output: ``arrays`` maps (name, seqNum) to arrays."""
         for key, arr in arrays.items():
             self.files[key].write(arr, blockDefn)
+
+    def flushFinishedRows(self):
+        """Flush the finished rows of blocks of every output (see OutputFile's method)."""
+        for outfile in self.files.values():
+            outfile.flushFinishedRows()
 
     def close(self):
         """Close every output, in outfiles order."""

@@ -69,7 +69,7 @@ def model(info, inputs, outputs, other):
     outputs.ratio = (inputs.b / (1.0 + inputs.a[:1])).astype(np.float32)
 
 
-def run_style(scene, tmp_path, name, style):
+def run_style(scene, tmp_path, name, style, userFunction=model):
     c = controls(style)
     c.setOverlap(2)
     c.setOverviewLevels([2, 4])
@@ -79,7 +79,8 @@ def run_style(scene, tmp_path, name, style):
     other.blocks, other.names, other.nulls = 0, set(), set()
     outs = assoc(counts=str(tmp_path / f"counts_{name}.tif"),
                  ratio=str(tmp_path / f"ratio_{name}.tif"))
-    rtn = applier.apply(model, assoc(a=scene["a"], b=scene["b"]), outs, other, controls=c)
+    rtn = applier.apply(userFunction, assoc(a=scene["a"], b=scene["b"]), outs, other,
+                        controls=c)
     return rtn, other, outs
 
 
@@ -113,6 +114,24 @@ def test_every_style_writes_the_same_files(scene, tmp_path, no_shm_leak):
         if "proc" in name or name == "threads":
             assert caller_other.blocks == 0, f"{name}: caller's otherArgs must not change"
             assert all(o is not caller_other for o in copies)
+
+
+def slow_model(info, inputs, outputs, other):
+    time.sleep(0.005)
+    model(info, inputs, outputs, other)
+
+
+def test_idle_writer_flushes_finished_rows_and_files_stay_identical(scene, tmp_path,
+                                                                     no_shm_leak):
+    """With slow workers the writer hands finished rows of blocks to the files as it goes;
+    the files are still byte for byte those of CW_NONE."""
+    _, _, base = run_style(scene, tmp_path, "none", STYLES["none"])
+    rtn, _, outs = run_style(scene, tmp_path, "p2slow", STYLES["proc2"], slow_model)
+    with open(outs.counts, "rb") as f1, open(base.counts, "rb") as f2:
+        assert f1.read() == f2.read()
+    assert np.array_equal(read_raster(outs.ratio), read_raster(base.ratio))
+    # one "writing" interval per block and output, one per output at close; more = flushes
+    assert len(rtn.timings.intervalsByWorker["main"]["writing"]) > 20 * 2 + 2
 
 
 def test_timers_record_each_worker(scene, tmp_path):

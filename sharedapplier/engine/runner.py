@@ -66,6 +66,10 @@ def planSlots(job, nworkers, nreaders) -> int:
 # How often the main process looks at the pipes while an announced message is on its way.
 MESSAGE_POLL_SECONDS = 0.001
 
+# A writer that waited this long for a block is idle enough to flush finished rows of
+# blocks to the files as it goes (I/O-bound runs seldom wait this long).
+IDLE_FLUSH_SECONDS = 0.001
+
 
 @contextlib.contextmanager
 def _sigtermRaises():
@@ -188,10 +192,14 @@ class PipelinedRun:
         lastProgress = lastCheck = time.monotonic()
         expecting = False
         while len(finished) < nworkers or self.writer.written < len(self.job.blockList):
+            waitStart = time.monotonic()
             rang = self.signals.doorbell.acquire(
                 timeout=MESSAGE_POLL_SECONDS if expecting else sig.POLL_SECONDS)
+            idle = time.monotonic() - waitStart > IDLE_FLUSH_SECONDS
             if self.writer.writeComputed():
                 lastProgress = time.monotonic()
+                if idle:
+                    self.writer.flushFinishedRows()
             now = time.monotonic()
             expecting = self._messagesAnnounced() > self.messagesReceived
             if rang and not expecting and now - lastCheck < sig.POLL_SECONDS:

@@ -79,6 +79,10 @@ class OrderedWriter:
                 self.signals.free.release()
         return len(batch)
 
+    def flushFinishedRows(self):
+        """Hand the finished rows of written blocks to the files (when the writer is idle)."""
+        self.outputWriter.flushFinishedRows()
+
     def _computedRun(self) -> list:
         """The slots of the computed blocks that follow the last one written, in order."""
         slots = []
