@@ -23,7 +23,8 @@ Data flows one way, read -> compute -> write, through slots of shared memory::
               |                                                    |
     writer (main thread) <-----------------------------------------+
     wakes on the doorbell, writes every slot that is next in block order from its views
-    (GDAL), single-pass stats, then frees the slots (free sem).
+    (GDAL), single-pass stats, then frees the slots (free sem); when it had waited (the
+    workers are the bottleneck) it also flushes finished rows of blocks to the files.
 
     header segment: per slot (state FREE/FILLING/READY/COMPUTING/COMPUTED, block, worker),
     the run counters, and per block the slot holding it once computed; changed only under
