@@ -794,7 +794,6 @@ class SinglePassManager:
         if self.doSinglePassPyramids(name) and self.overviewLevels[name]:
             ds.BuildOverviews("NEAREST", self.overviewLevels[name])
 
-
     def blockActions(self, name) -> tuple:
         """(pyramids, statistics, histogram) decisions for the blocks of ``name``.
 

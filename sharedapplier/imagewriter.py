@@ -201,6 +201,7 @@ class OutputFile:
         self.created = False
         self.sawNonFinite = False
         self.finishedRowsInCache = False
+        self.ncols = workinggrid.getDimensions()[1]
 
     def _option(self, option):
         return self.controls.getOptionForImagename(option, self.name)
@@ -255,7 +256,7 @@ class OutputFile:
         if not self.sawNonFinite and arr.dtype.kind in "fc":
             self.sawNonFinite = not numpy.isfinite(arr).all()
         writeWindow(self.ds, arr, blockDefn.left, blockDefn.top)
-        if blockDefn.left + blockDefn.ncols >= self.ds.RasterXSize:
+        if blockDefn.left + blockDefn.ncols >= self.ncols:
             self.finishedRowsInCache = True
         self.timings.addInterval("writing", start, time.time())
         calcstats.handleSinglePassActions(self.ds, arr, self.singlePassMgr, self.name,
