@@ -398,9 +398,31 @@ def _trimHeap():
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def timeOnce(workload, concurrency, infiles, outpath, window):
-    """Seconds of one run, with nothing else running; ``concurrency`` None = the floor."""
+# Memory touched before each timed run besides the size of its output (GDAL caches, slabs).
+WARM_MARGIN_BYTES = 256 * MIB
+
+
+def _warmPages(nbytes):
+    """Touch and free ``nbytes`` of memory, so the run's new pages come from warm ones.
+
+    On a virtual machine the hypervisor may take back guest pages soon after they are freed
+    (free page reporting); the first touch of such a page costs a trip to the host. A run
+    that writes a 1 GiB output soon after the last run deleted its own then takes either
+    half or twice the kernel time, by luck (seen: copy's floor at 0.66 s or 1.44 s with the
+    same code). Touching the memory first gives every run, of every style, warm pages.
+    """
+    if nbytes > 0:
+        scratch = numpy.ones(nbytes, dtype=numpy.uint8)
+        del scratch
+
+
+def timeOnce(workload, concurrency, infiles, outpath, window, warmBytes=0):
+    """Seconds of one run, with nothing else running; ``concurrency`` None = the floor.
+
+    ``warmBytes`` of memory are touched first (:func:`_warmPages`), outside the timing.
+    """
     _remove(outpath)
+    _warmPages(warmBytes)
     _trimHeap()
     start = time.perf_counter()
     if concurrency is None:
@@ -464,6 +486,7 @@ def benchWorkload(workload, styles, inputs, folder, size, runs, log):
     outpath = os.path.join(folder, f"out_{workload.name}.tif")
     rows = {s.key: Row(workload.name, s.key, s.label) for s in styles}
     measured = [s for s in styles if s.reuse is None]
+    warmBytes = None
     for rep in range(runs + 1):      # a first, warm-up run samples memory; then timed runs
         for style in measured:
             row = rows[style.key]
@@ -483,7 +506,10 @@ def benchWorkload(workload, styles, inputs, folder, size, runs, log):
                 log(f"  {workload.name:11s} {style.label:27s} memory run: {seconds:6.2f} s  "
                     f"peak {peak / MIB:7.1f} MiB")
                 continue
-            seconds = timeOnce(workload, concurrency, infiles, outpath, workload.window)
+            if warmBytes is None:     # the output's size, known from the memory run
+                warmBytes = os.path.getsize(outpath) + WARM_MARGIN_BYTES
+            seconds = timeOnce(workload, concurrency, infiles, outpath, workload.window,
+                               warmBytes)
             row.times.append(seconds)
             log(f"  {workload.name:11s} {style.label:27s} run {rep}/{runs}: {seconds:6.2f} s")
     for style in styles:

@@ -308,15 +308,40 @@ class Timers:
         return ",".join([str(stats["N"])] + ["%.4f" % v for v in values])
 
     def __getstate__(self):
+        # A worker's timers hold several intervals per block and cross a pipe at the end of
+        # the run: they travel as (n, 2) arrays, and only once when all are the worker's own
+        # (pairs None), since tuples would take milliseconds to pickle and unpickle.
         with self.lock:
-            return {"pairs": {name: list(v) for name, v in self.pairs.items()},
-                    "intervalsByWorker": {w: {n: list(v) for n, v in d.items()}
-                                          for w, d in self.intervalsByWorker.items()},
-                    "worker": self.worker}
+            byWorker = {w: {n: _packPairs(v) for n, v in d.items()}
+                        for w, d in self.intervalsByWorker.items()}
+            pairs = None
+            if not self._onlyOwnIntervals():
+                pairs = {name: _packPairs(v) for name, v in self.pairs.items()}
+            return {"pairs": pairs, "intervalsByWorker": byWorker, "worker": self.worker}
+
+    def _onlyOwnIntervals(self) -> bool:
+        # every own interval is also in pairs, so equal counts mean equal lists
+        own = self.intervalsByWorker.get(self.worker)
+        return own is not None and own.keys() == self.pairs.keys() and all(
+            len(own[name]) == len(values) for name, values in self.pairs.items())
 
     def __setstate__(self, state):
-        self.__dict__.update(state)
+        self.intervalsByWorker = {w: {n: _unpackPairs(a) for n, a in d.items()}
+                                  for w, d in state["intervalsByWorker"].items()}
+        self.worker = state["worker"]
+        if state["pairs"] is None:
+            self.pairs = {n: list(v) for n, v in self.intervalsByWorker[self.worker].items()}
+        else:
+            self.pairs = {name: _unpackPairs(a) for name, a in state["pairs"].items()}
         self.lock = threading.Lock()
+
+
+def _packPairs(pairs: list) -> numpy.ndarray:
+    return numpy.array(pairs, dtype=numpy.float64).reshape(-1, 2)
+
+
+def _unpackPairs(packed: numpy.ndarray) -> list:
+    return list(zip(packed[:, 0].tolist(), packed[:, 1].tolist(), strict=True))
 
 
 class WorkerErrorRecord:

@@ -6,10 +6,13 @@ pixels and no GDAL handles.
 """
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import numpy
 
 from .. import imagewriter
 from ..readerinfo import ReaderInfoFactory
@@ -38,7 +41,12 @@ class ComputeJob:
         state = dict(self.__dict__)
         state["loggingstream"] = None
         state["_infoFactory"] = None
+        state["blockList"] = packBlocks(self.blockList)
         return state
+
+    def __setstate__(self, state):
+        state["blockList"] = unpackBlocks(state["blockList"])
+        self.__dict__.update(state)
 
     def __post_init__(self):
         self._infoFactory = None
@@ -89,3 +97,18 @@ class ComputeJob:
         timings.addInterval("userfunction", start, time.time())
         return imagewriter.prepareOutputArrays(outputs, self._outputEntries, blockDefn,
                                                self.overlap, layouts)
+
+
+def packBlocks(blocks: list[ApplierBlockDefn]) -> numpy.ndarray:
+    """The blocks as one (n, 4) array of (top, left, nrows, ncols).
+
+    A job crosses to every worker before it can start; as a list of objects a big raster's
+    blocks (10^4 and more) would take longer to pickle and unpickle than the rest of it.
+    """
+    values = itertools.chain.from_iterable((b.top, b.left, b.nrows, b.ncols) for b in blocks)
+    return numpy.fromiter(values, dtype=numpy.int64, count=4 * len(blocks)).reshape(-1, 4)
+
+
+def unpackBlocks(rows: numpy.ndarray) -> list[ApplierBlockDefn]:
+    """The block list packed by :func:`packBlocks`."""
+    return [ApplierBlockDefn(*row) for row in rows.tolist()]

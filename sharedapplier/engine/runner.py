@@ -196,6 +196,10 @@ class PipelinedRun:
             rang = self.signals.doorbell.acquire(
                 timeout=MESSAGE_POLL_SECONDS if expecting else sig.POLL_SECONDS)
             idle = time.monotonic() - waitStart > IDLE_FLUSH_SECONDS
+            # every ring before this point is for a block or message already in the
+            # header, which the writing and checks below see: one pass serves them all
+            while rang and self.signals.doorbell.acquire(False):
+                pass
             if self.writer.writeComputed():
                 lastProgress = time.monotonic()
                 if idle:
