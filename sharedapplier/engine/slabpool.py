@@ -199,6 +199,7 @@ class SlabPool:
         self.outputSegment = None
         self.segments = []
         self.header = None
+        self._outputViewCache = {}
         try:
             self._open(desc, create)
         except BaseException:
@@ -281,7 +282,15 @@ class SlabPool:
         return self.inputLayout.views(self.inputSegment.buf, slot, shapes)
 
     def outputViews(self, slot, shapes):
-        return self.outputLayout.views(self.outputSegment.buf, slot, shapes)
+        """Views of a slot's outputs, made once per slot and shape: only the engine sees
+        them (users get the input views, which are made afresh since a user function may
+        reshape what it was given)."""
+        key = (slot, *shapes.values())
+        views = self._outputViewCache.get(key)
+        if views is None:
+            views = self.outputLayout.views(self.outputSegment.buf, slot, shapes)
+            self._outputViewCache[key] = views
+        return views
 
     def createOutputs(self, outputFields):
         """Owner: make the output slab once the first block has fixed the layout."""
@@ -305,6 +314,7 @@ class SlabPool:
     def release(self):
         """Drop every view's backing: the owner unlinks, others just close."""
         self.header = self._states = self._blocks = None
+        self._outputViewCache = {}
         for seg in reversed(self.segments):
             seg.release()
         self.segments = []
