@@ -301,3 +301,22 @@ def test_stale_segments_of_dead_owners_are_found(tmp_path):
     finally:
         if os.path.exists(path):
             os.unlink(path)
+
+
+def test_job_blocks_survive_the_trip_to_a_worker():
+    import cloudpickle
+
+    from sharedapplier.engine.job import ComputeJob
+    from sharedapplier.pixelgrid import PixelGridDefn
+    grid = PixelGridDefn(xMin=0, xMax=1000, yMin=0, yMax=700, xRes=10, yRes=10)
+    controls = applier.ApplierControls()
+    controls.setWindowSize(32, 16)
+    blocks = applier.makeBlockList(grid, controls)
+    job = ComputeJob(lambda info, inputs, outputs: None, FilenameAssociations(),
+                     FilenameAssociations(), None, grid, blocks, [], 32, 16, 0,
+                     ConcurrencyStyle())
+    copy = cloudpickle.loads(cloudpickle.dumps(job))
+    assert copy.blockList == blocks and len(blocks) == 4 * 5
+    assert copy.blockList[-1] == applier.ApplierBlockDefn(64, 96, 6, 4)
+    assert all(type(v) is int for b in copy.blockList for v in (b.top, b.left, b.nrows, b.ncols))
+    assert job.blockList is blocks          # the main process's list is left alone

@@ -351,6 +351,21 @@ def test_timers_pickle_drops_and_recreates_lock():
     assert "writing" in u.pairs
 
 
+def test_timers_pickle_keeps_merged_and_unattributed_intervals():
+    worker = timers_with({"reading": [(0, 1), (2, 3)]}, worker="compute 0")
+    main = Timers(worker="main")
+    main.addInterval("writing", 4, 5)
+    main.merge(worker)
+    anonymous = Timers()
+    anonymous.addInterval("reading", 6, 7.5)
+    for t in (worker, main, anonymous):
+        u = pickle.loads(pickle.dumps(t))
+        assert u.pairs == t.pairs and u.intervalsByWorker == t.intervalsByWorker
+        assert all(type(p) is tuple for v in u.pairs.values() for p in v)
+    assert pickle.loads(pickle.dumps(main)).pairs == {"writing": [(4, 5)],
+                                                      "reading": [(0, 1), (2, 3)]}
+
+
 # ---------------------------------------------------------------- WorkerErrorRecord (2.6)
 
 def raise_and_catch(exc):
