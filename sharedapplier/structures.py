@@ -6,6 +6,7 @@ cached vector rasterisation, the thread-safe block buffer kept for API compatibi
 """
 import collections
 import contextlib
+import itertools
 import os
 import pickle
 import shutil
@@ -337,7 +338,8 @@ class Timers:
 
 
 def _packPairs(pairs: list) -> numpy.ndarray:
-    return numpy.array(pairs, dtype=numpy.float64).reshape(-1, 2)
+    flat = itertools.chain.from_iterable(pairs)
+    return numpy.fromiter(flat, dtype=numpy.float64, count=2 * len(pairs)).reshape(-1, 2)
 
 
 def _unpackPairs(packed: numpy.ndarray) -> list:

@@ -320,3 +320,68 @@ def test_job_blocks_survive_the_trip_to_a_worker():
     assert copy.blockList[-1] == applier.ApplierBlockDefn(64, 96, 6, 4)
     assert all(type(v) is int for b in copy.blockList for v in (b.top, b.left, b.nrows, b.ncols))
     assert job.blockList is blocks          # the main process's list is left alone
+
+
+def small_pool(nslots, nblocks):
+    desc = slabpool.PoolDescription(slabpool.newRunPrefix(), nslots, nblocks,
+                                    (slabpool.Field(("a", None), "<u2", 1, 4, 4),), None)
+    return slabpool.SlabPool(desc, shared=False, create=True)
+
+
+def test_a_waiting_writer_is_woken_for_a_batch_or_the_last_block():
+    from sharedapplier.engine import signals as sig
+    pool, signals = small_pool(6, 4), sig.SlotSignals.create(6)
+    pool.setCounter(slabpool.WAKE_AT, 2)
+    for slot in range(4):
+        pool.setSlot(slot, slabpool.COMPUTING, block=slot)
+    sig.writerWaits(pool)
+    sig.markComputed(pool, signals, 1, 1)       # not the next block to write
+    sig.markComputed(pool, signals, 2, 2)       # two ready, but block 0 is still missing
+    assert not signals.doorbell.acquire(False)
+    sig.markComputed(pool, signals, 0, 0)       # blocks 0..2 can be written now
+    assert signals.doorbell.acquire(False) and not signals.doorbell.acquire(False)
+    sig.markComputed(pool, signals, 3, 3)       # the writer did not ask again: no ring
+    assert not signals.doorbell.acquire(False)
+    pool.setCounter(slabpool.BLOCKS_WRITTEN, 3)
+    sig.writerWaits(pool)
+    pool.setCounter(slabpool.BLOCKS_COMPUTED, 3)
+    sig.markComputed(pool, signals, 3, 3)       # one block waits, but it is the last one
+    assert signals.doorbell.acquire(False)
+    pool.release()
+
+
+def test_find_slot_takes_the_lowest_block_in_a_state():
+    pool = small_pool(5, 10)
+    for slot, block in ((0, 7), (2, 3), (4, 5)):
+        pool.setSlot(slot, slabpool.READY, block=block)
+    assert pool.findSlot(slabpool.READY) == 2
+    assert pool.findSlot(slabpool.FREE) == 1
+    assert pool.findSlot(slabpool.COMPUTED) is None
+    pool.release()
+
+
+def note_process_settings(info, inputs, outputs, other):
+    import gc
+    other.settings.add((os.getpriority(os.PRIO_PROCESS, 0), os.sched_getscheduler(0),
+                        gc.get_freeze_count() > 0))
+    outputs.o = inputs.a[:1]
+
+
+@pytest.mark.parametrize("style", ["none", "proc2"])
+def test_blocks_run_with_old_objects_frozen_and_workers_at_low_priority(
+        scene, tmp_path, style, no_shm_leak):
+    """The collector skips objects older than the run while blocks run (and only then);
+    compute processes run niced, under SCHED_BATCH, so that they never preempt the writer."""
+    import gc
+    other = OtherInputs()
+    other.settings = set()
+    rtn = applier.apply(note_process_settings, assoc(a=scene["a"]),
+                        assoc(o=str(tmp_path / f"o_{style}.tif")), other,
+                        controls=controls(STYLES[style]))
+    settings = set().union(*(o.settings for o in rtn.otherArgsList))
+    assert gc.get_freeze_count() == 0
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    if style == "none":
+        assert settings == {(mine, os.sched_getscheduler(0), True)}
+    else:
+        assert settings == {(min(19, mine + 10), os.SCHED_BATCH, True)}

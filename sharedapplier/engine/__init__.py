@@ -18,17 +18,21 @@ Data flows one way, read -> compute -> write, through slots of shared memory::
               |                                                function on zero-copy views
          +------------------- output slab -----------------------+
          | slot 0 | slot 1 | ... | slot n-1 |  <- worker copies its outputs in (one copy),
-         +----------------------------------+     notes block -> slot in the header and
-              ^                                   rings the doorbell sem
+         +----------------------------------+     notes block -> slot in the header and,
+              ^                                   if the waiting writer now has a batch
+              |                                   (half the slots, or the last block),
+              |                                   rings the doorbell sem
               |                                                    |
     writer (main thread) <-----------------------------------------+
     wakes on the doorbell, writes every slot that is next in block order from its views
-    (GDAL), single-pass stats, then frees the slots (free sem); when it had waited (the
+    (GDAL), single-pass stats, and frees each slot once written (free sem); with nothing
+    to write it asks to be woken (WRITER_WAITING in the header); when it had waited (the
     workers are the bottleneck) it also flushes finished rows of blocks to the files.
 
     header segment: per slot (state FREE/FILLING/READY/COMPUTING/COMPUTED, block, worker),
-    the run counters, and per block the slot holding it once computed; changed only under
-    the run's lock.
+    the run counters (blocks filled, taken, computed, written; messages; whether the
+    writer waits), and per block the slot holding it once computed; changed only under the
+    run's lock.
 
 Who owns what: the main process creates and unlinks every segment (names start with
 ``sa_<pid>_<random>_``) and every semaphore; workers attach by name, untracked. Nothing

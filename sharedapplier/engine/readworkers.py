@@ -15,11 +15,12 @@ from ..structures import Timers, WorkerErrorRecord
 from . import signals as sig
 
 
-def readSlot(reader: BlockReader, job, pool, slot: int, blockDefn) -> None:
-    """Read every input of one block into its slot."""
+def readSlot(reader: BlockReader, job, pool, slot: int, blockDefn) -> dict:
+    """Read every input of one block into its slot; return the views it read into."""
     views = pool.inputViews(slot, job.inputShapes(blockDefn))
     for spec in job.specs:
         reader.readInto(spec, blockDefn, views[spec.key])
+    return views
 
 
 def readLoop(job, pool, signals, readerID: int, timings: Timers, errors: queue.Queue) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import shutil
 import signal
 import sys
@@ -25,6 +26,38 @@ from .writer import ApplierProgress, OrderedWriter, writeSequentially
 
 def runBlocks(job, outputWriter, controls, timings) -> list:
     """Process every block of ``job``; return the otherArgs copies (RIOS's otherArgsList)."""
+    with _collectorSkipsOlderObjects():
+        return _runInStyle(job, outputWriter, controls, timings)
+
+
+_frozenRuns = 0
+_frozenLock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _collectorSkipsOlderObjects():
+    """While blocks run, the garbage collector looks only at objects made since the start.
+
+    Every block makes short-lived objects, and their count sets off collections; each full
+    one walks every object of the program (tens of milliseconds in a program that has
+    imported scipy), several times in a long run. The older objects are collected as usual
+    once the last concurrent run ends.
+    """
+    global _frozenRuns
+    with _frozenLock:
+        if _frozenRuns == 0:
+            gc.freeze()
+        _frozenRuns += 1
+    try:
+        yield
+    finally:
+        with _frozenLock:
+            _frozenRuns -= 1
+            if _frozenRuns == 0:
+                gc.unfreeze()
+
+
+def _runInStyle(job, outputWriter, controls, timings) -> list:
     style = job.concurrency
     progress = ApplierProgress(controls, len(job.blockList))
     kind = style.computeWorkerKind
@@ -164,7 +197,6 @@ class PipelinedRun:
                 raise
             slot, blockIndex = claimed
             computeSlot(self.job, self.pool, self.signals, state, slot, blockIndex)
-            self.signals.doorbell.acquire(False)  # rung by computeSlot; this thread writes
             self.writer.writeComputed()
         return [self.job.otherArgs]
 
@@ -190,23 +222,26 @@ class PipelinedRun:
         finished, otherArgsList = set(), []
         timeout = self.style.computeBufferPopTimeout
         lastProgress = lastCheck = time.monotonic()
-        expecting = False
+        expecting = wrote = False
         while len(finished) < nworkers or self.writer.written < len(self.job.blockList):
             waitStart = time.monotonic()
+            # after a batch there may be more to write at once; writeComputed asks to be
+            # woken only when it found nothing
             rang = self.signals.doorbell.acquire(
-                timeout=MESSAGE_POLL_SECONDS if expecting else sig.POLL_SECONDS)
+                timeout=0 if wrote else MESSAGE_POLL_SECONDS if expecting else sig.POLL_SECONDS)
             idle = time.monotonic() - waitStart > IDLE_FLUSH_SECONDS
-            # every ring before this point is for a block or message already in the
+            # every ring before this point is for blocks or a message already in the
             # header, which the writing and checks below see: one pass serves them all
             while rang and self.signals.doorbell.acquire(False):
                 pass
-            if self.writer.writeComputed():
+            wrote = self.writer.writeComputed() > 0
+            if wrote:
                 lastProgress = time.monotonic()
                 if idle:
                     self.writer.flushFinishedRows()
             now = time.monotonic()
             expecting = self._messagesAnnounced() > self.messagesReceived
-            if rang and not expecting and now - lastCheck < sig.POLL_SECONDS:
+            if not expecting and now - lastCheck < sig.POLL_SECONDS:
                 continue
             lastCheck = now
             if self._readMessages(finished, otherArgsList):

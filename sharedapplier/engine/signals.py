@@ -30,8 +30,9 @@ class PeerGone(Exception):
 class SlotSignals:
     """Lock over the header; semaphores counting free and input-complete slots; stop flag.
 
-    ``doorbell`` wakes the writer: it is rung once for every computed block and once before
-    every message a worker sends the main process through its pipe.
+    ``doorbell`` wakes the writer: it is rung when the writer waits and enough computed
+    blocks are ready for it (:func:`markComputed`), and before every message a worker sends
+    the main process through its pipe.
     """
 
     lock: Any
@@ -107,10 +108,39 @@ def takeReady(pool, signals: SlotSignals, worker: int, timeout, peerAlive=None):
 
 
 def markComputed(pool, signals: SlotSignals, slot: int, block: int) -> None:
-    """A worker has stored a block's outputs in its slot: hand it to the writer."""
+    """A worker has stored a block's outputs in its slot: hand it to the writer.
+
+    The writer is woken only when it waits and a batch is worth its while (see
+    :func:`_worthWaking`): every wake costs the workers' cores a context switch and the
+    writer a pass over the header, once per block in a compute-bound run.
+    """
     with signals.lock:
         pool.setComputed(slot, block)
-    signals.doorbell.release()
+        wake = pool.counter(slabpool.WRITER_WAITING) and _worthWaking(pool)
+        if wake:
+            pool.setCounter(slabpool.WRITER_WAITING, 0)
+    if wake:
+        signals.doorbell.release()
+
+
+def _worthWaking(pool) -> bool:
+    """The next block to write is computed, and either WAKE_AT blocks wait or all are done.
+
+    It cannot stall a run: when no worker can go on, every slot holds a computed block (the
+    next one to write among them, since blocks get slots in order) and WAKE_AT is no more
+    than the slots, so the last of them rang. The writer's waits are short anyway.
+    """
+    written = pool.counter(slabpool.BLOCKS_WRITTEN)
+    if pool.computedSlot(written) is None:
+        return False
+    computed = pool.counter(slabpool.BLOCKS_COMPUTED)
+    return (computed == pool.desc.nblocks
+            or computed - written >= pool.counter(slabpool.WAKE_AT))
+
+
+def writerWaits(pool) -> None:
+    """(Under the lock) the writer has nothing to write: ask to be woken."""
+    pool.setCounter(slabpool.WRITER_WAITING, 1)
 
 
 def noteMessage(pool, signals: SlotSignals) -> None:

@@ -35,10 +35,13 @@ FREE, FILLING, READY, COMPUTING, COMPUTED = range(5)
 # header columns per slot
 STATE, BLOCK, WORKER = range(3)
 _SLOT_COLUMNS = 3
-# run counters, stored after the slot rows; MESSAGES counts pipe messages sent to the main
-# process, so that it reads the pipes only when there is something to read
-NEXT_TO_FILL, BLOCKS_TAKEN, MESSAGES = range(3)
-_COUNTERS = 3
+# run counters, stored after the slot rows. MESSAGES counts pipe messages sent to the main
+# process, so that it reads the pipes only when there is something to read. The writer
+# publishes BLOCKS_WRITTEN and, when it has nothing to write, sets WRITER_WAITING; workers
+# count BLOCKS_COMPUTED and wake a waiting writer once WAKE_AT blocks are ready for it.
+NEXT_TO_FILL, BLOCKS_TAKEN, MESSAGES, BLOCKS_COMPUTED, BLOCKS_WRITTEN, WRITER_WAITING, \
+    WAKE_AT = range(7)
+_COUNTERS = 7
 # after the counters: one entry per block, 1 + the slot holding it once computed (0 = not yet)
 
 
@@ -198,7 +201,7 @@ class SlabPool:
         self.outputLayout = None
         self.outputSegment = None
         self.segments = []
-        self.header = None
+        self._header = None
         self._outputViewCache = {}
         try:
             self._open(desc, create)
@@ -212,12 +215,10 @@ class SlabPool:
         headerLength = self._computedTable + desc.nblocks
         self.headerSegment = self._segment("hdr", headerLength * 8, create)
         self.inputSegment = self._segment("in", desc.nslots * self.inputLayout.slotbytes, create)
-        self.header = numpy.ndarray((headerLength,), dtype=numpy.int64,
-                                    buffer=self.headerSegment.buf)
-        self._states = self.header[STATE:self._counters:_SLOT_COLUMNS]
-        self._blocks = self.header[BLOCK:self._counters:_SLOT_COLUMNS]
+        # plain int64 memory: indexing it gives Python ints, much faster than numpy scalars
+        self._header = self.headerSegment.buf[:headerLength * 8].cast("q")
         if create:
-            self.header[:] = 0
+            self.headerSegment.buf[:headerLength * 8] = bytes(headerLength * 8)
         if desc.outputFields is not None:
             self.attachOutputs(desc.outputFields, create=False)
 
@@ -232,49 +233,55 @@ class SlabPool:
 
     # --- header ------------------------------------------------------------------
     def slotState(self, slot):
-        return int(self.header[slot * _SLOT_COLUMNS + STATE])
+        return self._header[slot * _SLOT_COLUMNS + STATE]
 
     def slotBlock(self, slot):
-        return int(self.header[slot * _SLOT_COLUMNS + BLOCK])
+        return self._header[slot * _SLOT_COLUMNS + BLOCK]
 
     def slotWorker(self, slot):
-        return int(self.header[slot * _SLOT_COLUMNS + WORKER])
+        return self._header[slot * _SLOT_COLUMNS + WORKER]
 
     def setSlot(self, slot, state, block=None, worker=None):
         row = slot * _SLOT_COLUMNS
-        self.header[row + STATE] = state
+        self._header[row + STATE] = state
         if block is not None:
-            self.header[row + BLOCK] = block
+            self._header[row + BLOCK] = block
         if worker is not None:
-            self.header[row + WORKER] = worker
+            self._header[row + WORKER] = worker
 
     def findSlot(self, state):
-        """The slot in ``state`` holding the lowest block number, or None."""
-        slots = numpy.flatnonzero(self._states == state)
-        if len(slots) == 0:
+        """The slot in ``state`` holding the lowest block number (any one if FREE), or None."""
+        states = self._header[STATE:self._counters:_SLOT_COLUMNS].tolist()
+        if state not in states:
             return None
-        if len(slots) == 1 or state == FREE:
-            return int(slots[0])
-        return int(slots[numpy.argmin(self._blocks[slots])])
+        if state == FREE:
+            return states.index(state)
+        blocks = self._header[BLOCK:self._counters:_SLOT_COLUMNS].tolist()
+        return min((b, slot) for slot, (s, b) in enumerate(zip(states, blocks, strict=True))
+                   if s == state)[1]
 
     def counter(self, which):
-        return int(self.header[self._counters + which])
+        return self._header[self._counters + which]
+
+    def setCounter(self, which, value):
+        self._header[self._counters + which] = value
 
     def bumpCounter(self, which):
         """Increase a run counter by one and return its previous value."""
         idx = self._counters + which
-        value = int(self.header[idx])
-        self.header[idx] = value + 1
+        value = self._header[idx]
+        self._header[idx] = value + 1
         return value
 
     def setComputed(self, slot, block):
-        """Mark a slot computed and note which slot holds ``block``."""
+        """Mark a slot computed, note which slot holds ``block`` and count it."""
         self.setSlot(slot, COMPUTED)
-        self.header[self._computedTable + block] = slot + 1
+        self._header[self._computedTable + block] = slot + 1
+        self.bumpCounter(BLOCKS_COMPUTED)
 
     def computedSlot(self, block):
         """The slot holding ``block`` once it is computed, else None."""
-        slot = int(self.header[self._computedTable + block]) - 1
+        slot = self._header[self._computedTable + block] - 1
         return None if slot < 0 else slot
 
     # --- slabs -------------------------------------------------------------------
@@ -313,7 +320,9 @@ class SlabPool:
 
     def release(self):
         """Drop every view's backing: the owner unlinks, others just close."""
-        self.header = self._states = self._blocks = None
+        if self._header is not None:
+            self._header.release()
+            self._header = None
         self._outputViewCache = {}
         for seg in reversed(self.segments):
             seg.release()

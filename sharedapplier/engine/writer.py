@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 
 from .. import imagewriter
+from . import signals as sig
 from . import slabpool
 
 
@@ -51,6 +52,7 @@ class OrderedWriter:
         self.progress = progress
         self.written = 0
         self.layouts = None
+        pool.setCounter(slabpool.WAKE_AT, max(1, pool.desc.nslots // 2))
 
     def setLayouts(self, layouts):
         """Fix the output layout (first computed block) and make the output slab."""
@@ -60,24 +62,32 @@ class OrderedWriter:
     def writeComputed(self) -> int:
         """Write every computed block that is next in order; return how many were written.
 
-        The header is read, and the slots handed back, once per batch rather than once per
-        block, so that the writer seldom contends with the workers for the lock.
+        The header is read once per batch, and each slot is handed back as soon as its
+        block is written, so that workers waiting for a free slot can read the next block
+        while the rest of the batch is written. With nothing to write, the writer asks the
+        workers to wake it once half the slots hold blocks it can write (or the last block
+        is done): waking it for every block would cost a compute-bound run a context switch
+        per block.
         """
         with self.signals.lock:
             batch = self._computedRun()
+            if not batch:
+                sig.writerWaits(self.pool)
         for slot in batch:
             blockDefn = self.job.blockList[self.written]
             views = self.pool.outputViews(slot, self.job.outputShapes(blockDefn, self.layouts))
             self.outputWriter.writeBlock(blockDefn, views)
             self.written += 1
+            self._handBack(slot)
             self.progress.update(self.written)
-        if batch:
-            with self.signals.lock:
-                for slot in batch:
-                    self.pool.setSlot(slot, slabpool.FREE)
-            for _ in batch:
-                self.signals.free.release()
         return len(batch)
+
+    def _handBack(self, slot):
+        """Free a written block's slot for the next block to be read into."""
+        with self.signals.lock:
+            self.pool.setSlot(slot, slabpool.FREE)
+            self.pool.setCounter(slabpool.BLOCKS_WRITTEN, self.written)
+        self.signals.free.release()
 
     def flushFinishedRows(self):
         """Hand the finished rows of written blocks to the files (when the writer is idle)."""
