@@ -4,9 +4,9 @@ Filename and block bags, block definitions, timers, worker error records, tempor
 cached vector rasterisation, the thread-safe block buffer kept for API compatibility, and
 :class:`ConcurrencyStyle` with the ``CW_*`` kinds.
 """
+import array
 import collections
 import contextlib
-import itertools
 import os
 import pickle
 import shutil
@@ -200,13 +200,17 @@ class Timers:
     names the thread or process that owns the object, its intervals are also kept under that
     name in ``intervalsByWorker`` (worker -> name -> pairs), which survives merging, so that a
     per-worker timeline can be drawn after a run.
+
+    Intervals are stored once, per worker and name, as flat arrays of doubles: 16 bytes an
+    interval instead of about 100 for a tuple of floats, with several intervals per block
+    in every worker. ``pairs`` and ``intervalsByWorker`` build their lists when read.
     """
 
     def __init__(self, worker: str | None = None):
-        self.pairs = {}
-        self.intervalsByWorker = {}
+        # worker (None for intervals of no named worker) -> name -> array [s0, e0, s1, ...]
+        self._store = {}
         self.worker = worker
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
 
     def interval(self, name: str) -> "_TimedInterval":
         """Time the body of a ``with`` block; nothing is recorded if the body raises."""
@@ -215,38 +219,64 @@ class Timers:
     def addInterval(self, name: str, start: float, end: float):
         """Record one (start, end) pair measured by the caller."""
         with self.lock:
-            self.pairs.setdefault(name, []).append((start, end))
-            if self.worker is not None:
-                byName = self.intervalsByWorker.setdefault(self.worker, {})
-                byName.setdefault(name, []).append((start, end))
+            byName = self._store.get(self.worker)
+            if byName is None:
+                byName = self._store[self.worker] = {}
+            values = byName.get(name)
+            if values is None:
+                values = byName[name] = array.array("d")
+            values.append(start)
+            values.append(end)
+
+    @property
+    def pairs(self) -> dict:
+        """name -> [(start, end), ...] of every interval, whichever worker timed it."""
+        with self.lock:
+            out = {}
+            for byName in self._store.values():
+                for name, values in byName.items():
+                    out.setdefault(name, []).extend(_asPairs(values))
+            return out
+
+    @property
+    def intervalsByWorker(self) -> dict:
+        """worker -> name -> [(start, end), ...] of the intervals of named workers."""
+        with self.lock:
+            return {worker: {name: _asPairs(values) for name, values in byName.items()}
+                    for worker, byName in self._store.items() if worker is not None}
 
     def merge(self, other: "Timers"):
         """Add every interval of ``other`` (copied) to this object."""
         with other.lock:
-            pairs = {name: list(v) for name, v in other.pairs.items()}
-            byWorker = {w: {n: list(v) for n, v in d.items()}
-                        for w, d in other.intervalsByWorker.items()}
+            copied = {worker: {name: array.array("d", values) for name, values in d.items()}
+                      for worker, d in other._store.items()}
         with self.lock:
-            for name, values in pairs.items():
-                self.pairs.setdefault(name, []).extend(values)
-            for worker, byName in byWorker.items():
-                mine = self.intervalsByWorker.setdefault(worker, {})
+            for worker, byName in copied.items():
+                mine = self._store.setdefault(worker, {})
                 for name, values in byName.items():
-                    mine.setdefault(name, []).extend(values)
+                    if name in mine:
+                        mine[name].extend(values)
+                    else:
+                        mine[name] = values
+
+    def _names(self) -> list:
+        with self.lock:
+            return list(dict.fromkeys(n for byName in self._store.values() for n in byName))
 
     def getDurationsForName(self, name: str) -> list[float] | None:
         """Durations (seconds) of the intervals of ``name``, or None if it was never timed."""
         with self.lock:
-            if name not in self.pairs:
-                return None
-            return [end - start for start, end in self.pairs[name]]
+            flat = [numpy.array(d[name], dtype=numpy.float64)
+                    for d in self._store.values() if name in d]
+        if not flat:
+            return None
+        flat = numpy.concatenate(flat)
+        return (flat[1::2] - flat[0::2]).tolist()
 
     def makeSummaryDict(self) -> dict:
         """Per name: tot, min, max, lower (25th pct), median, upper (75th pct) and N."""
-        with self.lock:
-            names = list(self.pairs)
         summary = {}
-        for name in names:
+        for name in self._names():
             durations = numpy.array(self.getDurationsForName(name), dtype=numpy.float64)
             if len(durations) == 0:
                 continue
@@ -309,41 +339,20 @@ class Timers:
         return ",".join([str(stats["N"])] + ["%.4f" % v for v in values])
 
     def __getstate__(self):
-        # A worker's timers hold several intervals per block and cross a pipe at the end of
-        # the run: they travel as (n, 2) arrays, and only once when all are the worker's own
-        # (pairs None), since tuples would take milliseconds to pickle and unpickle.
+        # the arrays pickle as their bytes: a worker's intervals cross a pipe at the end of
+        # the run in a few hundred kilobytes, with no tuple to build on either side
         with self.lock:
-            byWorker = {w: {n: _packPairs(v) for n, v in d.items()}
-                        for w, d in self.intervalsByWorker.items()}
-            pairs = None
-            if not self._onlyOwnIntervals():
-                pairs = {name: _packPairs(v) for name, v in self.pairs.items()}
-            return {"pairs": pairs, "intervalsByWorker": byWorker, "worker": self.worker}
-
-    def _onlyOwnIntervals(self) -> bool:
-        # every own interval is also in pairs, so equal counts mean equal lists
-        own = self.intervalsByWorker.get(self.worker)
-        return own is not None and own.keys() == self.pairs.keys() and all(
-            len(own[name]) == len(values) for name, values in self.pairs.items())
+            return {"store": {w: dict(d) for w, d in self._store.items()},
+                    "worker": self.worker}
 
     def __setstate__(self, state):
-        self.intervalsByWorker = {w: {n: _unpackPairs(a) for n, a in d.items()}
-                                  for w, d in state["intervalsByWorker"].items()}
+        self._store = state["store"]
         self.worker = state["worker"]
-        if state["pairs"] is None:
-            self.pairs = {n: list(v) for n, v in self.intervalsByWorker[self.worker].items()}
-        else:
-            self.pairs = {name: _unpackPairs(a) for name, a in state["pairs"].items()}
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
 
 
-def _packPairs(pairs: list) -> numpy.ndarray:
-    flat = itertools.chain.from_iterable(pairs)
-    return numpy.fromiter(flat, dtype=numpy.float64, count=2 * len(pairs)).reshape(-1, 2)
-
-
-def _unpackPairs(packed: numpy.ndarray) -> list:
-    return list(zip(packed[:, 0].tolist(), packed[:, 1].tolist(), strict=True))
+def _asPairs(values: array.array) -> list[tuple[float, float]]:
+    return list(zip(values[0::2], values[1::2], strict=True))
 
 
 class WorkerErrorRecord:

@@ -317,6 +317,9 @@ def test_job_blocks_survive_the_trip_to_a_worker():
                      ConcurrencyStyle())
     copy = cloudpickle.loads(cloudpickle.dumps(job))
     assert copy.blockList == blocks and len(blocks) == 4 * 5
+    assert copy.blockList[1:3] == blocks[1:3]
+    assert copy.blockList.rows.nbytes == 32 * len(blocks)   # no object per block in a worker
+    assert cloudpickle.loads(cloudpickle.dumps(copy)).blockList == blocks
     assert copy.blockList[-1] == applier.ApplierBlockDefn(64, 96, 6, 4)
     assert all(type(v) is int for b in copy.blockList for v in (b.top, b.left, b.nrows, b.ncols))
     assert job.blockList is blocks          # the main process's list is left alone

@@ -366,6 +366,24 @@ def test_timers_pickle_keeps_merged_and_unattributed_intervals():
                                                       "reading": [(0, 1), (2, 3)]}
 
 
+
+def test_timers_keep_intervals_compact():
+    """A worker times several intervals per block: 16 bytes each, not a tuple of floats."""
+    import tracemalloc
+    t = Timers(worker="compute 0")
+    t.addInterval("reading", 0.0, 0.5)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(10000):
+            t.addInterval("reading", float(i), i + 0.5)
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert used < 10000 * 24
+    assert t.getDurationsForName("reading") == [0.5] * 10001
+
+
 # ---------------------------------------------------------------- WorkerErrorRecord (2.6)
 
 def raise_and_catch(exc):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,7 @@ class ComputeJob:
     outfiles: Any
     otherArgs: Any
     workinggrid: Any
-    blockList: list[ApplierBlockDefn]
+    blockList: Sequence[ApplierBlockDefn]
     specs: list
     windowxsize: int
     windowysize: int
@@ -41,7 +41,9 @@ class ComputeJob:
         state = dict(self.__dict__)
         state["loggingstream"] = None
         state["_infoFactory"] = None
-        state["blockList"] = packBlocks(self.blockList)
+        blocks = self.blockList
+        state["blockList"] = blocks.rows if isinstance(blocks, PackedBlocks) else \
+            packBlocks(blocks)
         return state
 
     def __setstate__(self, state):
@@ -109,6 +111,31 @@ def packBlocks(blocks: list[ApplierBlockDefn]) -> numpy.ndarray:
     return numpy.fromiter(values, dtype=numpy.int64, count=4 * len(blocks)).reshape(-1, 4)
 
 
-def unpackBlocks(rows: numpy.ndarray) -> list[ApplierBlockDefn]:
-    """The block list packed by :func:`packBlocks`."""
-    return [ApplierBlockDefn(*row) for row in rows.tolist()]
+def unpackBlocks(rows: numpy.ndarray) -> PackedBlocks:
+    """The block list packed by :func:`packBlocks`, as a sequence of ApplierBlockDefn."""
+    return PackedBlocks(rows)
+
+
+class PackedBlocks(Sequence):
+    """A job's blocks in a worker: 32 bytes each, each ApplierBlockDefn made when asked for.
+
+    A list of block objects would take about 250 bytes per block in every worker, which a
+    big raster's run would notice.
+    """
+
+    def __init__(self, rows: numpy.ndarray):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [ApplierBlockDefn(*row) for row in self.rows[index].tolist()]
+        return ApplierBlockDefn(*self.rows[index].tolist())
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    def __reduce__(self):
+        return (PackedBlocks, (self.rows,))
