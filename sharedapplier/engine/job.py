@@ -125,6 +125,7 @@ class PackedBlocks(Sequence):
 
     def __init__(self, rows: numpy.ndarray):
         self.rows = rows
+        self._last = (None, None)   # a worker asks for the block it works on several times
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -132,7 +133,11 @@ class PackedBlocks(Sequence):
     def __getitem__(self, index):
         if isinstance(index, slice):
             return [ApplierBlockDefn(*row) for row in self.rows[index].tolist()]
-        return ApplierBlockDefn(*self.rows[index].tolist())
+        lastIndex, block = self._last
+        if index != lastIndex:
+            block = ApplierBlockDefn(*self.rows[index].tolist())
+            self._last = (index, block)
+        return block
 
     def __eq__(self, other) -> bool:
         return isinstance(other, Sequence) and list(self) == list(other)
