@@ -197,7 +197,7 @@ class Timers:
     """Named wall-clock intervals, thread-safe, mergeable across workers and picklable.
 
     ``pairs`` maps a name to its list of (start, end) ``time.time()`` pairs. When ``worker``
-    names the thread or process that owns the object, its intervals are also kept under that
+    names the thread or process that owns the object, its intervals also appear under that
     name in ``intervalsByWorker`` (worker -> name -> pairs), which survives merging, so that a
     per-worker timeline can be drawn after a run.
 
