@@ -265,19 +265,23 @@ class Timers:
 
     def getDurationsForName(self, name: str) -> list[float] | None:
         """Durations (seconds) of the intervals of ``name``, or None if it was never timed."""
+        durations = self._durations(name)
+        return None if durations is None else durations.tolist()
+
+    def _durations(self, name: str) -> numpy.ndarray | None:
         with self.lock:
             flat = [numpy.array(d[name], dtype=numpy.float64)
                     for d in self._store.values() if name in d]
         if not flat:
             return None
         flat = numpy.concatenate(flat)
-        return (flat[1::2] - flat[0::2]).tolist()
+        return flat[1::2] - flat[0::2]
 
     def makeSummaryDict(self) -> dict:
         """Per name: tot, min, max, lower (25th pct), median, upper (75th pct) and N."""
         summary = {}
         for name in self._names():
-            durations = numpy.array(self.getDurationsForName(name), dtype=numpy.float64)
+            durations = self._durations(name)
             if len(durations) == 0:
                 continue
             lower, median, upper = numpy.percentile(durations, [25, 50, 75])
