@@ -734,7 +734,8 @@ def parseArgs(argv):
 
 @contextlib.contextmanager
 def _gdalCache(mib):
-    """Cap GDAL's block cache here and in spawned workers (they read GDAL_CACHEMAX)."""
+    """Cap GDAL's block cache in this process (the floor, CW_NONE, the writer) and in
+    processes that read GDAL_CACHEMAX (remote workers); compute processes size their own."""
     if not mib:
         yield
         return
@@ -806,7 +807,7 @@ def main(argv=None):
                 plan = {128: (base, 2 * base), 512: (2 * base, 4 * base)}
                 log(f"pipe bytes: copy, CW_PROCESSES 2, blocks and rasters {plan}")
                 pipes = pipeBytes(inputs, folder, plan, log)
-                # large enough that every process's GDAL cache (--gdal-cachemax) is full in
+                # large enough that the writer's GDAL cache (--gdal-cachemax) is full in
                 # both runs, so that the comparison shows the engine's own memory
                 memSize = 512 if args.quick else 12288
                 log(f"memory check: copy, CW_PROCESSES 2, {memSize}^2 and {2 * memSize}^2")

@@ -37,6 +37,11 @@ class InputSpec:
     ncols: int
     nrows: int
     isVector: bool = False
+    # what GDAL caches when reading the file: its block size (x, y), the bytes a pixel of
+    # all its bands takes, and whether it is a warped VRT (which also caches its sources)
+    fileBlockSize: tuple = (0, 0)
+    filePixelBytes: int = 0
+    warped: bool = False
     key: tuple = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -147,11 +152,15 @@ def prepareInputSpec(name, seqNum, filename, info, workinggrid, controls, tmpfil
         xoff = int(round((gt[0] - workinggrid.xMin) / workinggrid.xRes))
         yoff = int(round((workinggrid.yMax - gt[3]) / workinggrid.yRes))
         ncols, nrows = ds.RasterXSize, ds.RasterYSize
+        fileBlockSize = tuple(ds.GetRasterBand(1).GetBlockSize())
+        pixelBytes = sum(gdal.GetDataTypeSize(ds.GetRasterBand(i).DataType) // 8
+                         for i in range(1, ds.RasterCount + 1))
     finally:
         ds = None
     fillvalues = [0 if v is None else v for v in nullvalues]
     return InputSpec(name, seqNum, filename, readfilename, list(bands), dtype, fillvalues,
-                     nullvalues, xoff, yoff, ncols, nrows)
+                     nullvalues, xoff, yoff, ncols, nrows, fileBlockSize=fileBlockSize,
+                     filePixelBytes=pixelBytes, warped=readfilename != sourcefile)
 
 
 def prepareInputs(infiles, allInfo, workinggrid, controls, tmpfileMgr) -> list[InputSpec]:
@@ -168,6 +177,48 @@ def prepareInputs(infiles, allInfo, workinggrid, controls, tmpfileMgr) -> list[I
             specs.append(prepareInputSpec(name, seqNum, filename, info, workinggrid,
                                           controls, tmpfileMgr))
     return specs
+
+
+# Bounds of the GDAL block cache a process that reads blocks gets (readCacheBytes).
+READ_CACHE_MIN_BYTES = 8 * 2**20
+READ_CACHE_MAX_BYTES = 64 * 2**20
+
+
+def readCacheBytes(specs: list[InputSpec], gridncols: int, windowysize: int,
+                   overlap: int) -> int:
+    """The GDAL block cache that reading blocks in order needs: no file block read twice.
+
+    Blocks are read row by row, so the cache must hold the file blocks under one row of
+    blocks (margins and straddled file blocks included) of every input, with every band
+    of a file counted. A larger cache only keeps blocks that are never read again, each
+    in fresh memory. Warped inputs also cache their source files, whose blocks are not
+    known here, so they get the most.
+    """
+    if any(spec.warped for spec in specs):
+        return READ_CACHE_MAX_BYTES
+    need = sum(_cachedCols(spec, gridncols, overlap) * _cachedRows(spec, windowysize, overlap)
+               * spec.filePixelBytes for spec in specs)
+    return max(READ_CACHE_MIN_BYTES, min(READ_CACHE_MAX_BYTES, need))
+
+
+def _cachedCols(spec: InputSpec, gridncols: int, overlap: int) -> int:
+    """Columns of the file blocks that a row of blocks touches."""
+    bx = spec.fileBlockSize[0]
+    first = max(0, -overlap - spec.xoff)
+    last = min(spec.ncols, gridncols + overlap - spec.xoff)
+    if last <= first:
+        return 0
+    return ((last - 1) // bx - first // bx + 1) * bx
+
+
+def _cachedRows(spec: InputSpec, windowysize: int, overlap: int) -> int:
+    """Rows of the file blocks that one block's window touches, at most."""
+    by = spec.fileBlockSize[1]
+    rows = windowysize + 2 * overlap
+    if windowysize % by == 0:   # every window starts at the same row of a file block
+        offset = (-overlap - spec.yoff) % by
+        return -(-(offset + rows) // by) * by
+    return (-(-(rows - 1) // by) + 1) * by
 
 
 class BlockReader:

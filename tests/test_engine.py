@@ -13,7 +13,7 @@ import pytest
 from conftest import read_raster, write_raster
 from osgeo import gdal
 
-from sharedapplier import applier, rioserrors
+from sharedapplier import applier, imagereader, rioserrors
 from sharedapplier.engine import slabpool
 from sharedapplier.structures import (
     CW_PROCESSES,
@@ -366,7 +366,7 @@ def test_find_slot_takes_the_lowest_block_in_a_state():
 def note_process_settings(info, inputs, outputs, other):
     import gc
     other.settings.add((os.getpriority(os.PRIO_PROCESS, 0), os.sched_getscheduler(0),
-                        gc.get_freeze_count() > 0))
+                        gc.get_freeze_count() > 0, gdal.GetCacheMax()))
     outputs.o = inputs.a[:1]
 
 
@@ -374,7 +374,8 @@ def note_process_settings(info, inputs, outputs, other):
 def test_blocks_run_with_old_objects_frozen_and_workers_at_low_priority(
         scene, tmp_path, style, no_shm_leak):
     """The collector skips objects older than the run while blocks run (and only then);
-    compute processes run niced, under SCHED_BATCH, so that they never preempt the writer."""
+    compute processes run niced, under SCHED_BATCH, so that they never preempt the writer,
+    with a GDAL block cache sized for reading (the smallest, for this small scene)."""
     import gc
     other = OtherInputs()
     other.settings = set()
@@ -385,6 +386,7 @@ def test_blocks_run_with_old_objects_frozen_and_workers_at_low_priority(
     assert gc.get_freeze_count() == 0
     mine = os.getpriority(os.PRIO_PROCESS, 0)
     if style == "none":
-        assert settings == {(mine, os.sched_getscheduler(0), True)}
+        assert settings == {(mine, os.sched_getscheduler(0), True, gdal.GetCacheMax())}
     else:
-        assert settings == {(min(19, mine + 10), os.SCHED_BATCH, True)}
+        assert settings == {(min(19, mine + 10), os.SCHED_BATCH, True,
+                             imagereader.READ_CACHE_MIN_BYTES)}

@@ -159,7 +159,6 @@ def computeLoop(job, pool, signals, state):
                                     cloudpickle.dumps(state.otherArgs)))
 
 
-WORKER_GDAL_CACHE_BYTES = 64 * 2**20
 # Compute processes yield the CPU to the main process, whose writer every worker waits on:
 # with more processes than cores a starved writer would stall them all. It costs them
 # nothing when the writer is idle, which is most of the time unless the run is I/O bound.
@@ -167,14 +166,13 @@ WORKER_NICENESS = 10
 
 
 def _tuneWorkerProcess():
-    """Settings of a compute process: each block is read once and worked on one core.
+    """Settings of a compute process: each block is worked on one core.
 
     The process runs at a lower priority than the main process (``WORKER_NICENESS``) and,
     on Linux, under SCHED_BATCH: a worker woken by a freed slot then never preempts the
     writer, and CPU-bound workers are interrupted less (the GIL-holding benchmark ran 3 %
     faster, the copy 1 %).
 
-    GDAL's block cache is kept small (it defaults to 5 % of RAM in every process) and
     glibc is told to keep freed memory instead of returning it to the system after every
     block, which otherwise makes each numpy temporary fault its pages in again.
     """
@@ -185,7 +183,6 @@ def _tuneWorkerProcess():
         with contextlib.suppress(OSError):
             os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
     gdal.UseExceptions()
-    gdal.SetCacheMax(WORKER_GDAL_CACHE_BYTES)
     for key, value in PINNED_THREADS_ENV.items():
         gdal.SetConfigOption(key, value)
     try:
@@ -205,6 +202,9 @@ def processMain(workerID, jobBytes, poolDesc, signals, conn, reads):
     try:
         job = cloudpickle.loads(jobBytes)
         job.loggingstream = sys.stdout
+        # sized for reading; GDAL's default, 5 % of RAM in every process, is mostly blocks
+        # that are never read again
+        gdal.SetCacheMax(job.readCacheBytes())
         pool = slabpool.SlabPool(poolDesc, shared=True, create=False)
         state = WorkerState(workerID, conn, job.otherArgs, reads,
                             peerAlive=parent.is_alive if parent is not None else None)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy
 
-from .. import imagewriter
+from .. import imagereader, imagewriter
 from ..readerinfo import ReaderInfoFactory
 from ..structures import ApplierBlockDefn, BlockAssociations
 from .slabpool import Field
@@ -65,6 +65,11 @@ class ComputeJob:
                                 if not spec.isVector}
         return self._infoFactory.make(blockDefn, self._filenames, self._nullvalues,
                                       inputArrays)
+
+    def readCacheBytes(self) -> int:
+        """The GDAL block cache a worker that reads this job's blocks needs."""
+        return imagereader.readCacheBytes(self.specs, self.workinggrid.getDimensions()[1],
+                                          self.windowysize, self.overlap)
 
     def inputFields(self) -> tuple:
         m = self.overlap
