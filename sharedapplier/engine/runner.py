@@ -96,7 +96,8 @@ def planSlots(job, nworkers, nreaders) -> int:
     return max(1, slabpool.slotCount(slotbytes, budget, minimum, useful))
 
 
-# How often the main process looks at the pipes while an announced message is on its way.
+# How long the main process waits on the pipes at a time while an announced message is on
+# its way (blocks computed meanwhile are written between these waits).
 MESSAGE_POLL_SECONDS = 0.001
 
 # A writer that waited this long for a block is idle enough to flush finished rows of
@@ -216,7 +217,8 @@ class PipelinedRun:
 
         Pipes, deaths and timeouts are also checked every POLL_SECONDS, so a worker that
         dies without a word is noticed within a fraction of a second. While an announced
-        message has not arrived yet, the pipes are looked at every millisecond.
+        message has not arrived yet, the writer waits on the pipes, a millisecond at a time
+        so that blocks computed meanwhile are written too.
         """
         nworkers = len(self.workers.conns)
         finished, otherArgsList = set(), []
@@ -225,10 +227,13 @@ class PipelinedRun:
         expecting = wrote = False
         while len(finished) < nworkers or self.writer.written < len(self.job.blockList):
             waitStart = time.monotonic()
-            # after a batch there may be more to write at once; writeComputed asks to be
-            # woken only when it found nothing
-            rang = self.signals.doorbell.acquire(
-                timeout=0 if wrote else MESSAGE_POLL_SECONDS if expecting else sig.POLL_SECONDS)
+            if expecting:   # the doorbell rang before the message was sent: wait for it
+                connection.wait(self._livePipes(finished), MESSAGE_POLL_SECONDS)
+                rang = self.signals.doorbell.acquire(False)
+            else:
+                # after a batch there may be more to write at once; writeComputed asks to
+                # be woken only when it found nothing
+                rang = self.signals.doorbell.acquire(timeout=0 if wrote else sig.POLL_SECONDS)
             idle = time.monotonic() - waitStart > IDLE_FLUSH_SECONDS
             # every ring before this point is for blocks or a message already in the
             # header, which the writing and checks below see: one pass serves them all
@@ -260,13 +265,17 @@ class PipelinedRun:
         # no lock needed: the count only grows, and a ring of the doorbell follows it
         return self.pool.counter(slabpool.MESSAGES)
 
+    def _livePipes(self, finished) -> list:
+        """The pipes of the workers that may still send something."""
+        conns = self.workers.conns
+        return [conns[i] for i in range(len(conns))
+                if i not in finished and i not in self.closedPipes]
+
     def _readMessages(self, finished, otherArgsList) -> bool:
         """Handle every message waiting in the workers' pipes; True if there were any."""
         conns = self.workers.conns
-        live = [conns[i] for i in range(len(conns))
-                if i not in finished and i not in self.closedPipes]
         handled = False
-        for conn in connection.wait(live, timeout=0):
+        for conn in connection.wait(self._livePipes(finished), timeout=0):
             i = conns.index(conn)
             while i not in self.closedPipes and not conn.closed and conn.poll(0):
                 handled = self._handleMessage(i, finished, otherArgsList) or handled
