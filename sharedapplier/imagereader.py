@@ -38,7 +38,8 @@ class InputSpec:
     nrows: int
     isVector: bool = False
     # what GDAL caches when reading the file: its block size (x, y), the bytes a pixel of
-    # all its bands takes, and whether it is a warped VRT (which also caches its sources)
+    # all its bands takes (0: not recorded), and whether it is a warped VRT (which also
+    # caches its sources)
     fileBlockSize: tuple = (0, 0)
     filePixelBytes: int = 0
     warped: bool = False
@@ -192,9 +193,9 @@ def readCacheBytes(specs: list[InputSpec], gridncols: int, windowysize: int,
     blocks (margins and straddled file blocks included) of every input, with every band
     of a file counted. A larger cache only keeps blocks that are never read again, each
     in fresh memory. Warped inputs also cache their source files, whose blocks are not
-    known here, so they get the most.
+    known here, so they get the most, as do inputs whose file blocks were not recorded.
     """
-    if any(spec.warped for spec in specs):
+    if any(spec.warped or not spec.filePixelBytes for spec in specs):
         return READ_CACHE_MAX_BYTES
     need = sum(_cachedCols(spec, gridncols, overlap) * _cachedRows(spec, windowysize, overlap)
                * spec.filePixelBytes for spec in specs)

@@ -70,3 +70,6 @@ def test_read_cache_sums_inputs_and_stays_within_bounds():
     assert readCacheBytes([wide, wide], 10000, 256, 0) == READ_CACHE_MAX_BYTES
     assert readCacheBytes([small, spec(300, 200, (256, 256), 2, warped=True)], 300, 256,
                           0) == READ_CACHE_MAX_BYTES
+    unrecorded = InputSpec("b", None, "b.tif", "b.tif", [1], np.dtype("uint8"), [0], [None],
+                           0, 0, 300, 200)
+    assert readCacheBytes([small, unrecorded], 300, 256, 0) == READ_CACHE_MAX_BYTES
