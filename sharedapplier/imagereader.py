@@ -213,13 +213,19 @@ def _cachedCols(spec: InputSpec, gridncols: int, overlap: int) -> int:
 
 
 def _cachedRows(spec: InputSpec, windowysize: int, overlap: int) -> int:
-    """Rows of the file blocks that one block's window touches, at most."""
+    """Rows of the file blocks that one block's window touches, at most, plus one row of
+    file blocks when consecutive rows of blocks share some (so that GDAL's LRU cache
+    keeps them for the next row)."""
     by = spec.fileBlockSize[1]
     rows = windowysize + 2 * overlap
     if windowysize % by == 0:   # every window starts at the same row of a file block
         offset = (-overlap - spec.yoff) % by
-        return -(-(offset + rows) // by) * by
-    return (-(-(rows - 1) // by) + 1) * by
+        touched = -(-(offset + rows) // by) * by
+        if (offset + rows - 1) // by < (offset + windowysize) // by:
+            return touched      # the next row of blocks starts in a new row of file blocks
+    else:
+        touched = (-(-(rows - 1) // by) + 1) * by
+    return touched + by
 
 
 class BlockReader:

@@ -37,20 +37,29 @@ def touched_bytes_per_block_row(s, gridncols, gridnrows, window, overlap):
 
 @pytest.mark.parametrize("geometry", [
     # tiles as large as the blocks, aligned: one row of tiles, 4 float32 bands a pixel
-    dict(ncols=10000, nrows=1000, block=(256, 256), pixelBytes=16, window=256, overlap=0),
-    # one-row strips and a margin: the rows under a block and its margins
-    dict(ncols=20000, nrows=900, block=(20000, 1), pixelBytes=8, window=256, overlap=3),
+    dict(ncols=10000, nrows=1000, block=(256, 256), pixelBytes=16, window=256, overlap=0,
+         shared=False),
+    # one-row strips and a margin: the rows under a block and its margins (the margins'
+    # strips are read again by the next row of blocks)
+    dict(ncols=20000, nrows=900, block=(20000, 1), pixelBytes=8, window=256, overlap=3,
+         shared=True),
     # tiles larger than the blocks, the file shifted against the grid, with a margin
-    dict(ncols=9000, nrows=1200, block=(512, 512), pixelBytes=6, window=256, overlap=2,
-         xoff=-37, yoff=-300),
+    dict(ncols=6000, nrows=1200, block=(512, 512), pixelBytes=6, window=256, overlap=2,
+         xoff=-37, yoff=-300, shared=True),
 ])
 def test_read_cache_holds_the_file_blocks_of_a_row_of_blocks(geometry):
-    window, overlap = geometry.pop("window"), geometry.pop("overlap")
+    window, overlap, shared = (geometry.pop(k) for k in ("window", "overlap", "shared"))
     s = spec(**geometry)
     gridncols, gridnrows = s.ncols + min(s.xoff, 0), s.nrows + min(s.yoff, 0)
     truth = touched_bytes_per_block_row(s, gridncols, gridnrows, window, overlap)
     assert READ_CACHE_MIN_BYTES < truth < READ_CACHE_MAX_BYTES
-    assert readCacheBytes([s], gridncols, window, overlap) == truth
+    got = readCacheBytes([s], gridncols, window, overlap)
+    if not shared:
+        assert got == truth
+    else:   # and one more row of file blocks, for those the next row of blocks reads too
+        bx, by = s.fileBlockSize
+        fileBlocksAcross = -(-s.ncols // bx)
+        assert got == truth + fileBlocksAcross * bx * by * s.filePixelBytes
 
 
 def test_read_cache_covers_windows_that_straddle_file_blocks():
