@@ -180,9 +180,11 @@ def prepareInputs(infiles, allInfo, workinggrid, controls, tmpfileMgr) -> list[I
     return specs
 
 
-# Bounds of the GDAL block cache a process that reads blocks gets (readCacheBytes).
+# The GDAL block cache reading needs (readCacheBytes): never less than the first, the
+# second when it is not known, and a quarter more than the file blocks of a row of blocks.
 READ_CACHE_MIN_BYTES = 8 * 2**20
-READ_CACHE_MAX_BYTES = 64 * 2**20
+READ_CACHE_UNKNOWN_BYTES = 64 * 2**20
+READ_CACHE_HEADROOM = 4
 
 
 def readCacheBytes(specs: list[InputSpec], gridncols: int, windowysize: int,
@@ -193,13 +195,17 @@ def readCacheBytes(specs: list[InputSpec], gridncols: int, windowysize: int,
     blocks (margins and straddled file blocks included) of every input, with every band
     of a file counted. A larger cache only keeps blocks that are never read again, each
     in fresh memory. Warped inputs also cache their source files, whose blocks are not
-    known here, so they get the most, as do inputs whose file blocks were not recorded.
+    known here, and get READ_CACHE_UNKNOWN_BYTES, as do inputs whose file blocks were
+    not recorded.
     """
     if any(spec.warped or not spec.filePixelBytes for spec in specs):
-        return READ_CACHE_MAX_BYTES
+        return READ_CACHE_UNKNOWN_BYTES
     need = sum(_cachedCols(spec, gridncols, overlap) * _cachedRows(spec, windowysize, overlap)
                * spec.filePixelBytes for spec in specs)
-    return max(READ_CACHE_MIN_BYTES, min(READ_CACHE_MAX_BYTES, need))
+    # a quarter more: GDAL also counts bytes of its own against the limit, and an LRU
+    # cache the least bit smaller than a row it reads again and again misses every time
+    # (a 20000-wide striped input was read 68 times over with exactly a row's worth)
+    return max(READ_CACHE_MIN_BYTES, need + need // READ_CACHE_HEADROOM)
 
 
 def _cachedCols(spec: InputSpec, gridncols: int, overlap: int) -> int:

@@ -202,9 +202,9 @@ def processMain(workerID, jobBytes, poolDesc, signals, conn, reads):
     try:
         job = cloudpickle.loads(jobBytes)
         job.loggingstream = sys.stdout
-        # sized for reading; GDAL's default, 5 % of RAM in every process, is mostly blocks
-        # that are never read again
-        gdal.SetCacheMax(job.readCacheBytes())
+        # what reading needs, within GDAL's own limit (GDAL_CACHEMAX, or 5 % of RAM in
+        # every process, which would mostly hold blocks never read again)
+        gdal.SetCacheMax(min(gdal.GetCacheMax(), job.readCacheBytes()))
         pool = slabpool.SlabPool(poolDesc, shared=True, create=False)
         state = WorkerState(workerID, conn, job.otherArgs, reads,
                             peerAlive=parent.is_alive if parent is not None else None)
