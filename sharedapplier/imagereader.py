@@ -181,57 +181,65 @@ def prepareInputs(infiles, allInfo, workinggrid, controls, tmpfileMgr) -> list[I
 
 
 # The GDAL block cache reading needs (readCacheBytes): never less than the first, the
-# second when it is not known, and a quarter more than the file blocks of a row of blocks.
+# second when it is not known, and a quarter more than the file blocks it must keep.
 READ_CACHE_MIN_BYTES = 8 * 2**20
 READ_CACHE_UNKNOWN_BYTES = 64 * 2**20
 READ_CACHE_HEADROOM = 4
 
 
-def readCacheBytes(specs: list[InputSpec], gridncols: int, windowysize: int,
-                   overlap: int) -> int:
+def readCacheBytes(specs: list[InputSpec], gridncols: int, windowxsize: int,
+                   windowysize: int, overlap: int) -> int:
     """The GDAL block cache that reading blocks in order needs: no file block read twice.
 
-    Blocks are read row by row, so the cache must hold the file blocks under one row of
-    blocks (margins and straddled file blocks included) of every input, with every band
-    of a file counted. A larger cache only keeps blocks that are never read again, each
-    in fresh memory. Warped inputs also cache their source files, whose blocks are not
-    known here, and get READ_CACHE_UNKNOWN_BYTES, as do inputs whose file blocks were
-    not recorded.
+    A file block that no other block of ours touches is read once whatever the cache
+    (tiles aligned with the blocks). One that several touch must stay cached between
+    them: blocks are read row by row, so then the cache must hold the file blocks under
+    a whole row of blocks (margins and straddled file blocks included); those the next
+    row of blocks shares are then the ones it touched last. Every band of a file counts.
+    A larger cache only keeps blocks never read again, each in fresh memory. Warped inputs
+    also cache their source files, whose blocks are not known here, and get
+    READ_CACHE_UNKNOWN_BYTES, as do inputs whose file blocks were not recorded.
     """
     if any(spec.warped or not spec.filePixelBytes for spec in specs):
         return READ_CACHE_UNKNOWN_BYTES
-    need = sum(_cachedCols(spec, gridncols, overlap) * _cachedRows(spec, windowysize, overlap)
-               * spec.filePixelBytes for spec in specs)
+    need = sum(_fileBlocksKept(spec, gridncols, windowxsize, windowysize, overlap)
+               for spec in specs)
     # a quarter more: GDAL also counts bytes of its own against the limit, and an LRU
     # cache the least bit smaller than a row it reads again and again misses every time
     # (a 20000-wide striped input was read 68 times over with exactly a row's worth)
     return max(READ_CACHE_MIN_BYTES, need + need // READ_CACHE_HEADROOM)
 
 
-def _cachedCols(spec: InputSpec, gridncols: int, overlap: int) -> int:
-    """Columns of the file blocks that a row of blocks touches."""
+def _fileBlocksKept(spec: InputSpec, gridncols: int, windowxsize: int, windowysize: int,
+                    overlap: int) -> int:
+    """Bytes of one input's file blocks that reading must keep cached at a time."""
+    bx, by = spec.fileBlockSize
+    cols, sharedAcross = _spanned(windowxsize, overlap, -overlap - spec.xoff, bx)
+    rows, sharedDown = _spanned(windowysize, overlap, -overlap - spec.yoff, by)
+    if sharedAcross or sharedDown:
+        cols = _rowWidth(spec, gridncols, overlap)
+    return cols * rows * spec.filePixelBytes
+
+
+def _spanned(window: int, overlap: int, start: int, blocksize: int) -> tuple:
+    """Along one axis: (the most pixels of file blocks one window touches, whether the
+    next window touches some of the same file blocks)."""
+    length = window + 2 * overlap
+    if window % blocksize:      # windows start at different offsets in a file block
+        return (-(-(length - 1) // blocksize) + 1) * blocksize, True
+    offset = start % blocksize  # the same offset for every window
+    touched = -(-(offset + length) // blocksize) * blocksize
+    return touched, (offset + length - 1) // blocksize >= (offset + window) // blocksize
+
+
+def _rowWidth(spec: InputSpec, gridncols: int, overlap: int) -> int:
+    """Pixels across of the file blocks that a row of blocks touches."""
     bx = spec.fileBlockSize[0]
     first = max(0, -overlap - spec.xoff)
     last = min(spec.ncols, gridncols + overlap - spec.xoff)
     if last <= first:
         return 0
     return ((last - 1) // bx - first // bx + 1) * bx
-
-
-def _cachedRows(spec: InputSpec, windowysize: int, overlap: int) -> int:
-    """Rows of the file blocks that one block's window touches, at most, plus one row of
-    file blocks when consecutive rows of blocks share some (so that GDAL's LRU cache
-    keeps them for the next row)."""
-    by = spec.fileBlockSize[1]
-    rows = windowysize + 2 * overlap
-    if windowysize % by == 0:   # every window starts at the same row of a file block
-        offset = (-overlap - spec.yoff) % by
-        touched = -(-(offset + rows) // by) * by
-        if (offset + rows - 1) // by < (offset + windowysize) // by:
-            return touched      # the next row of blocks starts in a new row of file blocks
-    else:
-        touched = (-(-(rows - 1) // by) + 1) * by
-    return touched + by
 
 
 class BlockReader:

@@ -69,7 +69,7 @@ class ComputeJob:
     def readCacheBytes(self) -> int:
         """The GDAL block cache a worker that reads this job's blocks needs."""
         return imagereader.readCacheBytes(self.specs, self.workinggrid.getDimensions()[1],
-                                          self.windowysize, self.overlap)
+                                          self.windowxsize, self.windowysize, self.overlap)
 
     def inputFields(self) -> tuple:
         m = self.overlap
