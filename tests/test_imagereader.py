@@ -77,6 +77,7 @@ SHARED = [
 
 @pytest.mark.parametrize("geometry", SHARED)
 def test_read_cache_lets_lru_read_every_file_block_once(geometry):
+    geometry = dict(geometry)
     window, overlap = geometry.pop("window"), geometry.pop("overlap")
     s = spec(**geometry)
     got = readCacheBytes([s], grid_of(s)[0], window, window, overlap)
