@@ -47,7 +47,7 @@ class ComputeJob:
         return state
 
     def __setstate__(self, state):
-        state["blockList"] = unpackBlocks(state["blockList"])
+        state["blockList"] = PackedBlocks(state["blockList"])
         self.__dict__.update(state)
 
     def __post_init__(self):
@@ -116,13 +116,9 @@ def packBlocks(blocks: list[ApplierBlockDefn]) -> numpy.ndarray:
     return numpy.fromiter(values, dtype=numpy.int64, count=4 * len(blocks)).reshape(-1, 4)
 
 
-def unpackBlocks(rows: numpy.ndarray) -> PackedBlocks:
-    """The block list packed by :func:`packBlocks`, as a sequence of ApplierBlockDefn."""
-    return PackedBlocks(rows)
-
-
 class PackedBlocks(Sequence):
-    """A job's blocks in a worker: 32 bytes each, each ApplierBlockDefn made when asked for.
+    """A job's blocks in a worker, from :func:`packBlocks`' rows: 32 bytes each, each
+    ApplierBlockDefn made when asked for.
 
     A list of block objects would take about 250 bytes per block in every worker, which a
     big raster's run would notice.
