@@ -182,7 +182,7 @@ def prepareInputs(infiles, allInfo, workinggrid, controls, tmpfileMgr) -> list[I
 
 # The GDAL block cache reading needs (readCacheBytes): never less than the first, the
 # second when it is not known, and a quarter more than the file blocks it must keep.
-READ_CACHE_MIN_BYTES = 8 * 2**20
+READ_CACHE_MIN_BYTES = 2**20
 READ_CACHE_UNKNOWN_BYTES = 64 * 2**20
 READ_CACHE_HEADROOM = 4
 
