@@ -241,6 +241,24 @@ def test_subproc_styles(style, scene, tmp_path, no_shm_leak):
         assert sum(counts) == 6
 
 
+def note_gdal_cache(info, inputs, outputs, otherArgs):
+    from osgeo import gdal
+    otherArgs.caches = getattr(otherArgs, "caches", set()) | {gdal.GetCacheMax()}
+    outputs.out = inputs.a
+
+
+def test_remote_workers_size_their_gdal_cache_for_reading(scene, tmp_path, no_shm_leak):
+    """Like local compute processes, not GDAL's default (5 % of RAM in every worker)."""
+    from osgeo import gdal
+
+    from sharedapplier import imagereader
+    result = applier.apply(note_gdal_cache, files(a=scene["path"]), files(out=tmp_path / "o.tif"),
+                           OtherInputs(), controls=makeControls(tmp_path, CW_SUBPROC, {}))
+    caches = set().union(*(o.caches for o in result.otherArgsList))
+    assert caches == {imagereader.READ_CACHE_MIN_BYTES}      # the least: a small scene
+    assert imagereader.READ_CACHE_MIN_BYTES < gdal.GetCacheMax()
+
+
 def test_address_on_the_command_line_only_with_a_warning(scene, tmp_path, capfd):
     c = makeControls(tmp_path, CW_SUBPROC, {}, haveSharedTemp=False)
     applier.apply(ndviLike, files(a=scene["path"]), files(out=tmp_path / "o.tif"),

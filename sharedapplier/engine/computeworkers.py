@@ -194,6 +194,15 @@ def _tuneWorkerProcess():
     libc.mallopt(M_TRIM_THRESHOLD, 256 * 2**20)
 
 
+def sizeReadCache(job):
+    """Give GDAL the block cache that reading this job's blocks needs.
+
+    GDAL's own limit (GDAL_CACHEMAX, or 5 % of RAM in every process) still caps it; that
+    much would mostly hold blocks never read again, in fresh memory.
+    """
+    gdal.SetCacheMax(min(gdal.GetCacheMax(), job.readCacheBytes()))
+
+
 def processMain(workerID, jobBytes, poolDesc, signals, conn, reads):
     """Entry point of a compute process (started with spawn or forkserver)."""
     _tuneWorkerProcess()
@@ -202,9 +211,7 @@ def processMain(workerID, jobBytes, poolDesc, signals, conn, reads):
     try:
         job = cloudpickle.loads(jobBytes)
         job.loggingstream = sys.stdout
-        # what reading needs, within GDAL's own limit (GDAL_CACHEMAX, or 5 % of RAM in
-        # every process, which would mostly hold blocks never read again)
-        gdal.SetCacheMax(min(gdal.GetCacheMax(), job.readCacheBytes()))
+        sizeReadCache(job)
         pool = slabpool.SlabPool(poolDesc, shared=True, create=False)
         state = WorkerState(workerID, conn, job.otherArgs, reads,
                             peerAlive=parent.is_alive if parent is not None else None)

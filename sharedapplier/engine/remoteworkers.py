@@ -44,7 +44,7 @@ from ..launchers.base import WorkerCommand
 from ..structures import Timers, WorkerErrorRecord
 from . import signals as sig
 from .channel import ChannelAddress, NetworkDataChannel, connectToChannel
-from .computeworkers import WorkerState, storeOutputs, tellMain
+from .computeworkers import WorkerState, sizeReadCache, storeOutputs, tellMain
 
 HEARTBEAT_SECONDS = 5.0
 DEFAULT_HEARTBEAT_TIMEOUT = 60.0
@@ -461,6 +461,7 @@ def runRemoteWorker(address: ChannelAddress, workerID: int) -> int:
         _extendPath(mainPath)
         job = cloudpickle.loads(jobBytes)
         job.loggingstream = sys.stdout
+        sizeReadCache(job)
         _computeBlocks(link, job, workerID, reads)
     except (EOFError, OSError) as e:
         print(f"sharedapplier computeworker {workerID}: lost the main process: {e}",
