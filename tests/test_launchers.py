@@ -18,8 +18,9 @@ from multiprocessing import AuthenticationError
 import numpy as np
 import pytest
 from conftest import read_raster, write_raster
+from osgeo import gdal
 
-from sharedapplier import applier, rioserrors
+from sharedapplier import applier, imagereader, rioserrors
 from sharedapplier.engine import channel as chan
 from sharedapplier.launchers.jobscript import END_MARKER, STATUS_LABEL
 from sharedapplier.structures import (
@@ -242,16 +243,12 @@ def test_subproc_styles(style, scene, tmp_path, no_shm_leak):
 
 
 def note_gdal_cache(info, inputs, outputs, otherArgs):
-    from osgeo import gdal
     otherArgs.caches = getattr(otherArgs, "caches", set()) | {gdal.GetCacheMax()}
     outputs.out = inputs.a
 
 
 def test_remote_workers_size_their_gdal_cache_for_reading(scene, tmp_path, no_shm_leak):
     """Like local compute processes, not GDAL's default (5 % of RAM in every worker)."""
-    from osgeo import gdal
-
-    from sharedapplier import imagereader
     result = applier.apply(note_gdal_cache, files(a=scene["path"]), files(out=tmp_path / "o.tif"),
                            OtherInputs(), controls=makeControls(tmp_path, CW_SUBPROC, {}))
     caches = set().union(*(o.caches for o in result.otherArgsList))
