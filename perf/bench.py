@@ -52,7 +52,8 @@ CREATION_OPTIONS = ["TILED=YES"]
 DEFAULT_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "bench.json")
 
 # Per-block work of the GIL-holding workload: passes of a pure-Python loop over this many
-# values of the block (CW_NONE takes about 1.7 s over the 484 blocks on the 2-core development box).
+# values of the block (CW_NONE takes about 1.7 s for the 484 blocks on the 2-core
+# development box).
 GIL_VALUES = 4096
 GIL_PASSES = 23
 
