@@ -210,7 +210,7 @@ class Timers:
         # worker (None for intervals of no named worker) -> name -> array [s0, e0, s1, ...]
         self._store = {}
         self.worker = worker
-        self.lock = threading.RLock()
+        self.lock = threading.Lock()
 
     def interval(self, name: str) -> "_TimedInterval":
         """Time the body of a ``with`` block; nothing is recorded if the body raises."""
@@ -352,7 +352,7 @@ class Timers:
     def __setstate__(self, state):
         self._store = state["store"]
         self.worker = state["worker"]
-        self.lock = threading.RLock()
+        self.lock = threading.Lock()
 
 
 def _asPairs(values: array.array) -> list[tuple[float, float]]:

@@ -54,23 +54,17 @@ MATPLOTLIB_HINT = "drawing a timeline needs matplotlib: pip install matplotlib"
 
 
 def _snapshot(timers) -> dict:
-    """worker -> name -> pairs, copied under the lock.
+    """worker -> name -> pairs (Timers builds them afresh, under its lock, when asked).
 
     Timers that never named a worker (built with ``Timers()``) count as one "main" worker.
     """
-    with timers.lock:
-        byWorker = {w: {n: list(v) for n, v in d.items()}
-                    for w, d in timers.intervalsByWorker.items()}
-        pairs = {n: list(v) for n, v in timers.pairs.items()}
-    return byWorker or {MAIN: pairs}
+    return timers.intervalsByWorker or {MAIN: timers.pairs}
 
 
 def runWindow(timers) -> tuple[float, float] | None:
     """(start, end) of the run: the ``walltime`` interval, else the span of all intervals."""
-    with timers.lock:
-        wall = list(timers.pairs.get("walltime", []))
-        every = [p for v in timers.pairs.values() for p in v]
-    chosen = wall or every
+    pairs = timers.pairs
+    chosen = pairs.get("walltime") or [p for v in pairs.values() for p in v]
     if not chosen:
         return None
     return min(s for s, _ in chosen), max(e for _, e in chosen)

@@ -1,6 +1,7 @@
 """The shared-memory engine: every style gives CW_NONE's files; faults end fast and clean."""
 import colorsys
 import fractions
+import gc
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from conftest import read_raster, write_raster
 from osgeo import gdal
 
 from sharedapplier import applier, imagereader, rioserrors
+from sharedapplier.engine import signals as sig
 from sharedapplier.engine import slabpool
 from sharedapplier.structures import (
     CW_PROCESSES,
@@ -332,7 +334,6 @@ def small_pool(nslots, nblocks):
 
 
 def test_a_waiting_writer_is_woken_for_a_batch_or_the_last_block():
-    from sharedapplier.engine import signals as sig
     pool, signals = small_pool(6, 4), sig.SlotSignals.create(6)
     pool.setCounter(slabpool.WAKE_AT, 2)
     for slot in range(4):
@@ -364,7 +365,6 @@ def test_find_slot_takes_the_lowest_block_in_a_state():
 
 
 def note_process_settings(info, inputs, outputs, other):
-    import gc
     other.settings.add((os.getpriority(os.PRIO_PROCESS, 0), os.sched_getscheduler(0),
                         gc.get_freeze_count() > 0, gdal.GetCacheMax()))
     outputs.o = inputs.a[:1]
@@ -376,7 +376,6 @@ def test_blocks_run_with_old_objects_frozen_and_workers_at_low_priority(
     """The collector skips objects older than the run while blocks run (and only then);
     compute processes run niced, under SCHED_BATCH, so that they never preempt the writer,
     with a GDAL block cache sized for reading (the smallest, for this small scene)."""
-    import gc
     other = OtherInputs()
     other.settings = set()
     rtn = applier.apply(note_process_settings, assoc(a=scene["a"]),

@@ -366,7 +366,6 @@ def test_timers_pickle_keeps_merged_and_unattributed_intervals():
                                                       "reading": [(0, 1), (2, 3)]}
 
 
-
 def test_timers_keep_intervals_compact():
     """A worker times several intervals per block: 16 bytes each, not a tuple of floats."""
     import tracemalloc
