@@ -78,20 +78,32 @@ class RemoteFailure(Exception):
 # Sending blocks
 
 
+def byteView(arr: numpy.ndarray) -> numpy.ndarray:
+    """A flat uint8 view of a contiguous array: ``Connection.send_bytes`` and
+    ``recv_bytes_into`` count the first axis of a multi-dimensional 1-byte buffer, not its
+    bytes, so every array crosses the channel in this form."""
+    return arr.reshape(-1).view(numpy.uint8)
+
+
 def sendArrays(conn, tag, blockIndex, arrays: dict) -> None:
     """A header with each array's key, dtype and shape, then each array's raw bytes."""
     specs = [(key, arr.dtype.str, arr.shape) for key, arr in arrays.items()]
     conn.send((tag, blockIndex, specs))
     for arr in arrays.values():
-        conn.send_bytes(numpy.ascontiguousarray(arr))
+        conn.send_bytes(byteView(numpy.ascontiguousarray(arr)))
 
 
-def receiveArrays(conn, specs) -> dict:
-    """Writable arrays for the raw buffers that follow a header."""
+def receiveArrays(conn, specs, destinations: dict | None = None) -> dict:
+    """The arrays whose raw bytes follow a header, each received in place: into the
+    matching array of ``destinations`` (same key, dtype and shape) or a new one."""
     arrays = {}
+    destinations = destinations or {}
     for key, dtype, shape in specs:
-        arr = numpy.empty(shape, dtype=dtype)
-        received = conn.recv_bytes_into(memoryview(arr).cast("B"))
+        arr = destinations.get(key)
+        if (arr is None or arr.dtype != numpy.dtype(dtype) or arr.shape != tuple(shape)
+                or not arr.flags.c_contiguous):
+            arr = numpy.empty(shape, dtype=dtype)
+        received = conn.recv_bytes_into(byteView(arr))
         if received != arr.nbytes:
             raise WorkerLost(f"a block array arrived with {received} bytes, not {arr.nbytes}")
         arrays[key] = arr
@@ -210,7 +222,7 @@ class RemoteWorkers:
                 if claimed is None:
                     break
                 slot, blockIndex = claimed
-                arrays = remote.compute(slot, blockIndex)
+                arrays = remote.compute(slot, blockIndex, state.layouts)
                 if state.layouts is not None:
                     # what computeBlock's layouts argument does for local workers
                     arrays = imagewriter.conformToLayouts(arrays, state.layouts)
@@ -326,8 +338,12 @@ class _RemoteLink:
                              f"{kind!r} was expected")
         return message
 
-    def compute(self, slot, blockIndex):
-        """Have the worker compute one block; its outputs, as arrays."""
+    def compute(self, slot, blockIndex, layouts):
+        """Have the worker compute one block; its outputs, as arrays.
+
+        Once the first block has fixed the output ``layouts``, outputs that keep to them
+        are received straight into the slot.
+        """
         self.blockIndex = blockIndex
         job, pool = self.owner.job, self.owner.pool
         blockDefn = job.blockList[blockIndex]
@@ -338,7 +354,10 @@ class _RemoteLink:
                        pool.inputViews(slot, job.inputShapes(blockDefn)))
             self.lastSent = time.monotonic()
         _, index, specs = self.expect("result")
-        arrays = receiveArrays(self.conn, specs)
+        slotViews = None
+        if layouts is not None:
+            slotViews = pool.outputViews(slot, job.outputShapes(blockDefn, layouts))
+        arrays = receiveArrays(self.conn, specs, slotViews)
         self.blockIndex = None
         return arrays
 
