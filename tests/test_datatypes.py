@@ -13,7 +13,6 @@ from osgeo import gdal, gdal_array, osr
 
 from sharedapplier import applier
 from sharedapplier.structures import (
-    CW_NONE,
     CW_PROCESSES,
     CW_SLURM,
     CW_SUBPROC,
