@@ -1,1 +1,70 @@
-"""sharedapplier: RIOS-compatible raster block processing."""
+"""sharedapplier: RIOS-compatible raster block processing.
+
+``__version__`` is this package's version; ``RIOS_VERSION`` the RIOS release whose
+behaviour it follows. :class:`VersionObj` compares version strings, as ``rios.VersionObj``
+does (RIOS's own tests use it to compare GDAL and numpy versions).
+"""
+from __future__ import annotations
+
+import functools
+import re
+from importlib import metadata
+
+RIOS_VERSION = "2.0.9"
+
+try:
+    __version__ = metadata.version("sharedapplier")
+except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+    __version__ = "0.1.0"
+
+
+@functools.total_ordering
+class VersionObj:
+    """A version string such as "3.6.2" or "2.0.0rc1", ordered by its numeric fields.
+
+    Each dot-separated field counts by its leading digits ("0rc1" counts as 0); a field
+    with none is dropped ("2.x.1" compares as 2.1). ``None`` gives a version with no
+    fields, older than any other. A plain string compares as its ``VersionObj``.
+    """
+
+    def __init__(self, vstring: str | None):
+        self.vstring = vstring
+        self.components = self.parse(vstring)
+
+    @staticmethod
+    def leadingDigits(s: str) -> str:
+        """The digits at the start of ``s`` ("" when it does not start with one)."""
+        return re.match(r"\d*", s).group()
+
+    @staticmethod
+    def parse(vstring: str | None) -> tuple[int, ...]:
+        """The numeric fields of a version string, as a tuple of ints."""
+        if vstring is None:
+            return ()
+        fields = (VersionObj.leadingDigits(f) for f in str(vstring).split("."))
+        return tuple(int(digits) for digits in fields if digits)
+
+    @staticmethod
+    def _componentsOf(other) -> tuple[int, ...] | None:
+        if isinstance(other, VersionObj):
+            return other.components
+        if isinstance(other, str):
+            return VersionObj.parse(other)
+        return None
+
+    def __eq__(self, other):
+        components = self._componentsOf(other)
+        return NotImplemented if components is None else self.components == components
+
+    def __lt__(self, other):
+        components = self._componentsOf(other)
+        return NotImplemented if components is None else self.components < components
+
+    def __hash__(self):
+        return hash(self.components)
+
+    def __repr__(self):
+        return f"VersionObj({self.vstring!r})"
+
+    def __str__(self):
+        return str(self.vstring)

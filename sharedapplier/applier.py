@@ -21,6 +21,7 @@ from .calcstats import (  # noqa: F401
     DEFAULT_OVERVIEWLEVELS,
     SinglePassManager,
 )
+from .computemanager import getComputeWorkerManager  # noqa: F401 - RIOS's names here
 from .const import (  # noqa: F401
     BOUNDS_FROM_REFERENCE,
     DEFAULT_AUTOCOLORTABLETYPE,
@@ -41,8 +42,19 @@ from .engine import runBlocks
 from .engine.job import ComputeJob
 from .engine.writer import ApplierProgress  # noqa: F401
 from .fileinfo import ImageInfo, VectorFileInfo
-from .imagereader import inputGrid, prepareInputs
-from .imagewriter import OutputWriter, checkOutputWritable
+from .imagereader import (  # noqa: F401
+    ReadWorkerMgr,
+    inputGrid,
+    prepareInputs,
+    readBlockAllFiles,
+    specialProjFixes,
+)
+from .imagewriter import (  # noqa: F401
+    OutputWriter,
+    checkOutputWritable,
+    closeOutfiles,
+    writeBlock,
+)
 from .pixelgrid import PixelGridDefn, findCommonRegion, pixelGridFromFile
 from .readerinfo import makeReaderInfo  # noqa: F401
 from .structures import (  # noqa: F401
@@ -109,8 +121,8 @@ def _apply(userFunction, infiles, outfiles, otherArgs, controls):
             try:
                 rtn.otherArgsList = runBlocks(job, writer, controls, timings)
                 writer.close()
-            except BaseException:
-                writer.discard()
+            except BaseException as failure:
+                writer.discard(failure)
                 raise
     rtn.timings = timings
     rtn.workinggrid = workinggrid
@@ -212,3 +224,14 @@ def makeBlockList(workinggrid, controls) -> list[ApplierBlockDefn]:
     wx, wy = controls.windowxsize, controls.windowysize
     return [ApplierBlockDefn(top, left, min(wy, nrows - top), min(wx, ncols - left))
             for top in range(0, nrows, wy) for left in range(0, ncols, wx)]
+
+
+def reportWorkerException(exceptionRecord: WorkerErrorRecord) -> None:
+    """Print a worker's error record (where it failed, and its traceback) to stderr."""
+    print(exceptionRecord, file=sys.stderr)
+
+
+apply_singleCompute = rioserrors.notProvided(
+    "applier.apply_singleCompute", "call applier.apply, which runs every concurrency style")
+apply_multipleCompute = rioserrors.notProvided(
+    "applier.apply_multipleCompute", "call applier.apply, which runs every concurrency style")

@@ -46,8 +46,11 @@ __all__ = [
     "addStatistics", "calcStats", "SinglePassManager", "SinglePassAccumulator",
     "handleSinglePassActions", "writeBlockPyramids", "finishSinglePassStats",
     "finishSinglePassHistogram", "finishOutputStats", "overviewLevelsForSize",
-    "directPyramidsSupportedForDriver",
+    "directPyramidsSupportedForDriver", "dfltOverviewLvls", "makeMinMaxList",
 ]
+
+# The default overview levels as RIOS_DFLT_OVERVIEWLEVELS writes them ("4,8,16,...").
+dfltOverviewLvls = ",".join(str(level) for level in DEFAULT_OVERVIEWLEVELS)
 
 gdalLargeIntTypes = {gdal.GDT_Int16, gdal.GDT_UInt16, gdal.GDT_Int32, gdal.GDT_UInt32}
 for _typeName in ("GDT_Int8", "GDT_Int64", "GDT_UInt64"):
@@ -308,6 +311,12 @@ def _computeMinMaxGDAL(band, approx_ok):
         if NO_VALID_PIXELS_TEXT not in str(e):
             raise
         return None, None
+
+
+def makeMinMaxList(ds, approx_ok=False) -> list:
+    """``[(min, max), ...]`` of every band, as GDAL computes them without storing any
+    statistics (``(None, None)`` for an all-null band): what a histogram needs."""
+    return [_computeMinMaxGDAL(band, approx_ok) for band in _bandList(ds)]
 
 
 def writeBasicStats(band, minval, maxval, meanval, stddev, approx_ok):
@@ -733,16 +742,22 @@ class SinglePassManager:
         self.directPyramidsSupported[name] = numpy.bool_(
             self._probe(option, probeCache, tmpfileMgr))
 
-    @staticmethod
-    def _probe(option, probeCache, tmpfileMgr):
+    @classmethod
+    def _probe(cls, option, probeCache, tmpfileMgr):
         drivername = option("drivername")
         if drivername not in probeCache:
             creationoptions = option("creationoptions")
             if creationoptions is None:
                 creationoptions = creationOptionsForDriver(drivername)
-            probeCache[drivername] = directPyramidsSupportedForDriver(
+            probeCache[drivername] = cls.checkDriverPyramidSupport(
                 drivername, creationoptions, tmpfileMgr)
         return probeCache[drivername]
+
+    @staticmethod
+    def checkDriverPyramidSupport(drivername, creationoptions, tmpfileMgr) -> bool:
+        """Whether overviews written block by block survive with this driver and these
+        creation options (the probe of :func:`directPyramidsSupportedForDriver`)."""
+        return directPyramidsSupportedForDriver(drivername, creationoptions, tmpfileMgr)
 
     def _wanted(self, name, kind):
         """Single-pass requested (True or None) and not omitted."""
@@ -907,7 +922,7 @@ def _finishHistogram(ds, name, seqNum, singlePassMgr, option, minMaxList):
         return
     approx = singlePassMgr.approxOK[name]
     if minMaxList is None:
-        minMaxList = [_computeMinMaxGDAL(band, approx) for band in _bandList(ds)]
+        minMaxList = makeMinMaxList(ds, approx)
     addHistogramsGDAL(ds, minMaxList, approx)
 
 

@@ -8,8 +8,48 @@ from typing import Any
 
 import numpy
 
-from . import const
-from .structures import ConcurrencyStyle
+from . import const, rioserrors
+from .structures import (
+    CW_AWSBATCH,
+    CW_PBS,
+    CW_PROCESSES,
+    CW_SLURM,
+    CW_SUBPROC,
+    CW_THREADS,
+    ConcurrencyStyle,
+)
+
+# RIOS 1.x job manager names (setJobManagerType) -> the compute-worker kind doing that work
+OLD_JOB_MANAGER_KINDS = {
+    "multiprocessing": CW_PROCESSES,
+    "subproc": CW_SUBPROC,
+    "pbs": CW_PBS,
+    "slurm": CW_SLURM,
+    "awsbatch": CW_AWSBATCH,
+}
+
+
+def concurrencyForOldJobManager(numThreads: int, jobManagerType: str | None) -> ConcurrencyStyle:
+    """The ConcurrencyStyle doing what RIOS 1.x's ``numThreads`` and job manager did.
+
+    One thread computes in the main thread (CW_NONE); more compute in that many workers of
+    the job manager's kind, or in threads when no job manager is named.
+    """
+    if numThreads is None or numThreads <= 1:
+        return ConcurrencyStyle()
+    if jobManagerType is None:
+        kind = CW_THREADS
+    else:
+        kind = OLD_JOB_MANAGER_KINDS.get(str(jobManagerType).lower())
+        if kind is None:
+            raise rioserrors.ParameterError(
+                f"setJobManagerType({jobManagerType!r}): there is no such job manager here; "
+                f"use one of {', '.join(OLD_JOB_MANAGER_KINDS)}, or setConcurrencyStyle")
+    try:
+        return ConcurrencyStyle(numComputeWorkers=numThreads, computeWorkerKind=kind)
+    except rioserrors.ConcurrencyStyleError as e:
+        raise rioserrors.ConcurrencyStyleError(
+            f"setNumThreads({numThreads}) with job manager {jobManagerType!r}: {e}") from e
 
 # option name -> (default, can be set per image)
 _OPTIONS: dict[str, Any] = {
@@ -68,6 +108,9 @@ class ApplierControls:
             setattr(self, option, default() if callable(default) else default)
         self.loggingstream = sys.stdout
         self.optionsByImage: dict[str, dict[str, Any]] = {}
+        # the RIOS 1.x concurrency settings, kept for the deprecated setters below
+        self.numThreads = 1
+        self.jobManagerType = None
 
     # --- generic per-image storage -------------------------------------------------
     def setOptionForImagename(self, option: str, imagename: str | None, value: Any) -> None:
@@ -124,6 +167,45 @@ class ApplierControls:
 
     def setAllowOverviewsGdalwarp(self, allowOverviewsGdalwarp: bool) -> None:
         self.allowOverviewsGdalwarp = allowOverviewsGdalwarp
+
+    # --- RIOS 1.x concurrency (deprecated; RIOS 2.0.9 still accepts them) -------------
+    def setNumThreads(self, numThreads: int) -> None:
+        """Deprecated: ``n > 1`` computes with ``n`` workers of the kind set by
+        :meth:`setJobManagerType` (threads when none is set); 1 computes in the main thread.
+        Use :meth:`setConcurrencyStyle` instead."""
+        rioserrors.deprecatedNameWarning(
+            "ApplierControls.setNumThreads",
+            "use setConcurrencyStyle(ConcurrencyStyle(numComputeWorkers=n, "
+            "computeWorkerKind=...))")
+        self.numThreads = numThreads
+        self._emulateOldJobManager()
+
+    def setJobManagerType(self, jobMgrType: str) -> None:
+        """Deprecated: the kind of the :meth:`setNumThreads` workers, by its RIOS 1.x job
+        manager name ("multiprocessing", "subproc", "pbs", "slurm" or "awsbatch").
+        Use :meth:`setConcurrencyStyle` instead."""
+        rioserrors.deprecatedNameWarning(
+            "ApplierControls.setJobManagerType",
+            "use setConcurrencyStyle(ConcurrencyStyle(computeWorkerKind=CW_...))")
+        self.jobManagerType = jobMgrType
+        self._emulateOldJobManager()
+
+    def emulateOldJobManager(self) -> None:
+        """Deprecated: set the concurrency style from ``numThreads`` and ``jobManagerType``
+        (the two setters above already do). Use :meth:`setConcurrencyStyle` instead."""
+        rioserrors.deprecatedNameWarning(
+            "ApplierControls.emulateOldJobManager", "use setConcurrencyStyle")
+        self._emulateOldJobManager()
+
+    def setLoggingStream(self, loggingstream) -> None:
+        """Deprecated: the stream stored as ``info.loggingstream`` (nothing writes to it)."""
+        rioserrors.deprecatedNameWarning(
+            "ApplierControls.setLoggingStream",
+            "write messages to a stream of your own choosing instead")
+        self.loggingstream = loggingstream
+
+    def _emulateOldJobManager(self) -> None:
+        self.concurrency = concurrencyForOldJobManager(self.numThreads, self.jobManagerType)
 
     # --- per-image setters ---------------------------------------------------------
     def setOutputDriverName(self, drivername: str, imagename: str | None = None) -> None:

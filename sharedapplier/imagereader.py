@@ -9,15 +9,26 @@ slot, straight from GDAL with no intermediate copy.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy
 from osgeo import gdal, gdal_array
 
 from . import rioserrors
-from .imageio import readWindowInto
+from .const import (  # noqa: F401 - RIOS's names for the reading defaults
+    DEFAULTFOOTPRINT,
+    DEFAULTLOGGINGSTREAM,
+    DEFAULTOVERLAP,
+    DEFAULTWINDOWXSIZE,
+    DEFAULTWINDOWYSIZE,
+)
+from .imageio import GdalErrorsAs, readWindowInto
 from .pixelgrid import PixelGridDefn, fixProjectionWkt
-from .structures import ApplierBlockDefn, RasterizationMgr
+from .structures import ApplierBlockDefn, BlockAssociations, RasterizationMgr
+
+# RIOS's name for the projection fix-up applied to every input grid
+specialProjFixes = fixProjectionWkt
 
 
 @dataclass
@@ -138,7 +149,7 @@ def prepareInputSpec(name, seqNum, filename, info, workinggrid, controls, tmpfil
                 "selected with selectInputImageLayers")
     nullvalues = selectedNulls(controls, name, info, bands)
     readfilename = sourcefile
-    if not _isAligned(workinggrid, inputGrid(info)):
+    if reprojectionRequired(info, workinggrid):
         warpNulls = list(info.nodataval)
         for band, null in zip(bands, nullvalues, strict=True):
             warpNulls[band - 1] = null
@@ -242,6 +253,28 @@ def _rowWidth(spec: InputSpec, gridncols: int, overlap: int) -> int:
     return ((last - 1) // bx - first // bx + 1) * bx
 
 
+def readIntoArray(target: numpy.ndarray, ds: gdal.Dataset, bands: list[int], xoff: int,
+                  yoff: int, fillvalues: list, filename: str | None = None,
+                  fileSize: tuple | None = None) -> numpy.ndarray:
+    """Fill ``target`` (bands, rows, cols) with the window of ``ds`` whose top left pixel
+    is (xoff, yoff); the window may reach past the file on any side, or miss it, and its
+    pixels outside the file get each band's fill value. ``fileSize`` is (ncols, nrows) of
+    ``ds`` when the caller knows it; ``filename`` names the file in errors."""
+    ncols, nrows = fileSize if fileSize is not None else (ds.RasterXSize, ds.RasterYSize)
+    fx1 = xoff + target.shape[2]
+    fy1 = yoff + target.shape[1]
+    cx0, cy0 = max(xoff, 0), max(yoff, 0)
+    cx1, cy1 = min(fx1, ncols), min(fy1, nrows)
+    inside = cx0 < cx1 and cy0 < cy1
+    if not inside or (cx0, cy0, cx1, cy1) != (xoff, yoff, fx1, fy1):
+        for i, fill in enumerate(fillvalues):
+            target[i] = fill
+    if inside:
+        window = target[:, cy0 - yoff:cy1 - yoff, cx0 - xoff:cx1 - xoff]
+        readWindowInto(ds, cx0, cy0, window, bands, filename)
+    return target
+
+
 class BlockReader:
     """Reads blocks of the inputs; owns its GDAL datasets (one reader per thread/process)."""
 
@@ -253,40 +286,81 @@ class BlockReader:
     def _dataset(self, spec):
         ds = self._datasets.get(spec.key)
         if ds is None:
-            try:
+            with GdalErrorsAs(rioserrors.FileOpenError,
+                              f"Unable to open '{spec.filename}' for reading"):
                 ds = gdal.Open(spec.readfilename)
-            except RuntimeError as e:
-                raise rioserrors.FileOpenError(
-                    f"Unable to open '{spec.filename}' for reading: {e}") from e
             self._datasets[spec.key] = ds
         return ds
 
     def readInto(self, spec: InputSpec, blockDefn: ApplierBlockDefn, target: numpy.ndarray):
         """Fill ``target`` (bands, rows+2m, cols+2m) with this input's block, nulls outside."""
         m = self.overlap
-        fx0 = blockDefn.left - m - spec.xoff
-        fy0 = blockDefn.top - m - spec.yoff
-        fx1 = fx0 + target.shape[2]
-        fy1 = fy0 + target.shape[1]
-        cx0, cy0 = max(fx0, 0), max(fy0, 0)
-        cx1, cy1 = min(fx1, spec.ncols), min(fy1, spec.nrows)
-        inside = cx0 < cx1 and cy0 < cy1
-        if not inside or (cx0, cy0, cx1, cy1) != (fx0, fy0, fx1, fy1):
-            for i, fill in enumerate(spec.fillvalues):
-                target[i] = fill
-        if inside:
-            window = target[:, cy0 - fy0:cy1 - fy0, cx0 - fx0:cx1 - fx0]
-            readWindowInto(self._dataset(spec), cx0, cy0, window, spec.bands)
-        return target
+        return readIntoArray(target, self._dataset(spec), spec.bands,
+                             blockDefn.left - m - spec.xoff, blockDefn.top - m - spec.yoff,
+                             spec.fillvalues, spec.filename, (spec.ncols, spec.nrows))
 
     def readBlock(self, blockDefn: ApplierBlockDefn) -> dict:
         """Read every input for a block into new arrays: {(name, seqNum): array}."""
-        arrays = {}
-        for spec in self.specs:
-            target = numpy.empty(blockShape(spec, blockDefn, self.overlap), dtype=spec.dtype)
-            arrays[spec.key] = self.readInto(spec, blockDefn, target)
-        return arrays
+        return {spec.key: readBlockOneFile(blockDefn, spec, self) for spec in self.specs}
 
     def close(self):
         """Close every dataset this reader opened."""
         self._datasets.clear()
+
+
+def readBlockOneFile(blockDefn: ApplierBlockDefn, spec: InputSpec,
+                     reader: BlockReader) -> numpy.ndarray:
+    """One input's array for a block (margin included), read by ``reader``."""
+    target = numpy.empty(blockShape(spec, blockDefn, reader.overlap), dtype=spec.dtype)
+    return reader.readInto(spec, blockDefn, target)
+
+
+def readBlockAllFiles(infiles, blockDefn: ApplierBlockDefn,
+                      reader: BlockReader) -> BlockAssociations:
+    """The ``inputs`` of a user function for a block: every input of ``infiles`` read by
+    ``reader`` (made from :func:`prepareInputs` of the same infiles)."""
+    inputs = BlockAssociations(infiles)
+    for key, arr in reader.readBlock(blockDefn).items():
+        inputs[key] = arr
+    return inputs
+
+
+def reprojectionRequired(info, workinggrid: PixelGridDefn) -> bool:
+    """Whether an input (its ``ImageInfo``) must be resampled to be read on the working
+    grid: its pixel size, projection or alignment differ."""
+    return not _isAligned(workinggrid, inputGrid(info))
+
+
+def reprojResolution(grid: PixelGridDefn, projection: str) -> tuple[float, float]:
+    """The pixel size (x, y) that ``grid`` has in another projection (WKT): the size that
+    keeps as many pixels along the diagonal of its extent there, as GDAL's warper picks."""
+    target = PixelGridDefn(projection=projection, xMin=0.0, xMax=1.0, yMin=0.0, yMax=1.0,
+                           xRes=1.0, yRes=1.0)
+    box = grid.reproject(target, snap=False)
+    nrows, ncols = grid.getDimensions()
+    res = math.hypot(box.xMax - box.xMin, box.yMax - box.yMin) / math.hypot(ncols, nrows)
+    return (res, res)
+
+
+def openForWorkingGrid(filename: str, info, workinggrid: PixelGridDefn, controls,
+                       tmpfileMgr, name: str | None = None) -> gdal.Dataset:
+    """A read-only dataset of ``filename`` on the working grid: the file itself when it is
+    aligned with the grid, otherwise a warped VRT made in ``tmpfileMgr``'s directory with
+    the resampling method, nulls and layer options that ``controls`` gives ``name``."""
+    spec = prepareInputSpec(name or filename, None, filename, info, workinggrid, controls,
+                            tmpfileMgr)
+    with GdalErrorsAs(rioserrors.FileOpenError, f"Unable to open '{filename}' for reading"):
+        return gdal.Open(spec.readfilename)
+
+
+ReadWorkerMgr = rioserrors.notProvided(
+    "imagereader.ReadWorkerMgr", "read workers are set with ConcurrencyStyle(numReadWorkers=n)")
+
+
+def __getattr__(name):
+    """RIOS 1.x's ``ImageReader`` and ``ImageIterator``, from :mod:`.legacyreader` (imported
+    when first asked for: it builds on the applier, which imports this module)."""
+    if name in ("ImageReader", "ImageIterator"):
+        from . import legacyreader
+        return getattr(legacyreader, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,16 +11,30 @@ Two halves, usable apart:
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy
 from osgeo import gdal
 
 from . import calcstats, const, rioserrors
-from .imageio import gdalTypeOf, writeWindow
+from .calcstats import (  # noqa: F401 - RIOS's names here
+    DEFAULT_MINOVERVIEWDIM,
+    DEFAULT_OVERVIEWAGGREGRATIONTYPE,
+    DEFAULT_OVERVIEWLEVELS,
+    makeMinMaxList,
+)
+from .const import (  # noqa: F401 - RIOS's names here
+    DEFAULT_AUTOCOLORTABLETYPE,
+    DEFAULTCREATIONOPTIONS,
+    DEFAULTDRIVERNAME,
+    dfltDriverOptions,
+)
+from .imageio import GdalErrorsAs, gdalTypeOf, writeWindow
 
 
 @dataclass(frozen=True)
@@ -83,18 +97,31 @@ def _checkShape(arr, name, seqNum, expected):
 
 
 def conformToDtype(arr: numpy.ndarray, dtype) -> numpy.ndarray:
-    """Convert a block to the output's dtype as GDAL would (round and clip floats to ints)."""
+    """Convert a block to the output's dtype as GDAL does when it writes: the real part of
+    complex values, floats rounded, NaN as 0 and values clamped into an integer type."""
     dtype = numpy.dtype(dtype)
     if arr.dtype == dtype:
         return arr
-    if dtype.kind in "iu" and arr.dtype.kind in "fc":
-        info = numpy.iinfo(dtype)
-        arr = numpy.clip(numpy.rint(arr.real), info.min, info.max)
+    if dtype.kind != "c" and arr.dtype.kind == "c":
+        arr = arr.real
+    if dtype.kind in "iu":
+        target = numpy.iinfo(dtype)
+        if arr.dtype.kind == "f":
+            arr = numpy.clip(numpy.nan_to_num(numpy.rint(arr), nan=0.0), target.min,
+                             target.max)
+        elif arr.dtype.kind in "iub":
+            source = numpy.iinfo(arr.dtype) if arr.dtype.kind != "b" else numpy.iinfo("u1")
+            arr = numpy.clip(arr, max(target.min, source.min), min(target.max, source.max))
     return arr.astype(dtype)
 
 
 def conformToLayouts(arrays: dict, layouts: dict) -> dict:
-    """Hold a block's outputs to the layout of the first block: same bands, same dtype."""
+    """Hold a block's outputs to the layout of the first block: same bands, same dtype.
+
+    A block of another dtype is converted as GDAL would, with a
+    :class:`~sharedapplier.rioserrors.DtypeChangeWarning` (Python shows it once per output
+    and pair of dtypes).
+    """
     conformed = {}
     for key, arr in arrays.items():
         layout = layouts[key]
@@ -105,6 +132,10 @@ def conformToLayouts(arrays: dict, layouts: dict) -> dict:
                 "of bands")
         if arr.dtype != layout.dtype:
             gdalTypeForDtype(arr.dtype, _label(*key))
+            warnings.warn(rioserrors.DtypeChangeWarning(
+                f"Output '{_label(*key)}': a block of dtype {arr.dtype} is converted to "
+                f"{layout.dtype}, the dtype of the output's first block (values out of range "
+                "are clamped, as GDAL does); give every block the same dtype"), stacklevel=1)
             arr = conformToDtype(arr, layout.dtype)
         conformed[key] = arr
     return conformed
@@ -155,32 +186,98 @@ def checkGTiffBlockSize(options, windowxsize, windowysize, gridwidth, filename):
             "BLOCKXSIZE/BLOCKYSIZE creation options")
 
 
-def deleteExisting(filename):
-    """Remove an existing output (with its driver, so side files go too)."""
-    if not os.path.exists(filename):
-        return
-    try:
-        drv = gdal.IdentifyDriver(filename)
-    except RuntimeError:
-        drv = None
-    if drv is not None:
+# GDAL's side files of a raster: statistics, external overviews and masks.
+SIDE_FILE_SUFFIXES = (".aux.xml", ".ovr", ".msk")
+
+
+def deleteExisting(filename, knownFiles=()):
+    """Remove an output and every file of it: what its driver deletes, then whatever is
+    left of ``knownFiles`` and of GDAL's side files (the driver of a half-written or
+    damaged file may not open it, and so delete nothing but the file itself)."""
+    if os.path.exists(filename):
+        gdal.PushErrorHandler("CPLQuietErrorHandler")
         try:
-            drv.Delete(filename)
-            return
+            drv = gdal.IdentifyDriver(filename)
+            if drv is not None:
+                drv.Delete(filename)
         except RuntimeError:
             pass
-    os.remove(filename)
+        finally:
+            gdal.PopErrorHandler()
+    for path in (filename, *knownFiles, *(filename + s for s in SIDE_FILE_SUFFIXES)):
+        if os.path.isfile(path):
+            os.remove(path)
+
+
+# RIOS's name for it
+deleteIfExisting = deleteExisting
+
+
+def doubleCheckCreationOptions(drivername: str, creationoptions: list[str], windowxsize: int,
+                               windowysize: int, gridwidth: int, filename: str = "") -> list:
+    """The creation options, once checked to suit the driver and the block size: a GTiff's
+    internal blocks must tile the windows (see :func:`checkGTiffBlockSize`)."""
+    if drivername == "GTiff":
+        checkGTiffBlockSize(creationoptions, windowxsize, windowysize, gridwidth, filename)
+    return creationoptions
+
+
+def setDefaultDriver() -> None:
+    """Read RIOS_DFLT_DRIVER, RIOS_DFLT_DRIVEROPTIONS and RIOS_DFLT_CREOPT_<driver> again,
+    into :mod:`sharedapplier.const` and the copies of its defaults here."""
+    global DEFAULTDRIVERNAME, DEFAULTCREATIONOPTIONS
+    const.setDefaultDriver()
+    DEFAULTDRIVERNAME = const.DEFAULTDRIVERNAME
+    DEFAULTCREATIONOPTIONS = const.DEFAULTCREATIONOPTIONS
+
+
+def allnotNone(items) -> bool:
+    """True when no item is None."""
+    return all(item is not None for item in items)
+
+
+def anynotNone(items) -> bool:
+    """True when at least one item is not None."""
+    return any(item is not None for item in items)
+
+
+# Outputs with a NaN, Inf or -Inf written since they were created (warned of at close).
+nanWarningFiles: set[str] = set()
+
+
+def checkForNanOrInf(arr: numpy.ndarray, filename: str) -> None:
+    """Note in ``nanWarningFiles`` when a float or complex block of ``filename`` holds a
+    NaN or an infinity; once the file is noted its later blocks are not looked at."""
+    if filename in nanWarningFiles or arr.dtype.kind not in "fc":
+        return
+    if not numpy.isfinite(arr).all():
+        nanWarningFiles.add(filename)
+
+
+def warnNanOrInf(filename: str) -> None:
+    """Print the warning that ``filename`` holds NaN or infinities, if it was noted, and
+    forget it."""
+    if filename in nanWarningFiles:
+        nanWarningFiles.discard(filename)
+        print(f"WARNING: Output file {filename} contains NaN, Inf or -Inf", file=sys.stderr)
 
 
 def checkOutputWritable(filename):
-    """Fail early, before any processing, when an output cannot be written."""
+    """Fail early, before any processing, when an output cannot be written.
+
+    GDAL's virtual file systems (/vsimem/, /vsis3/...) are left to GDAL to judge.
+    """
+    if str(filename).startswith("/vsi") or "://" in str(filename):
+        return
     folder = os.path.dirname(os.path.abspath(filename))
     if not os.path.isdir(folder):
         raise rioserrors.PermissionError(
-            f"Cannot write output '{filename}': folder '{folder}' does not exist")
+            f"Cannot write output '{filename}': folder '{folder}' does not exist; create it "
+            f"first (os.makedirs) or name an output in an existing folder")
     if not os.access(folder, os.W_OK):
         raise rioserrors.PermissionError(
-            f"Cannot write output '{filename}': folder '{folder}' is not writable")
+            f"Cannot write output '{filename}': folder '{folder}' is not writable; change its "
+            "permissions or name an output in a folder you may write to")
     if os.path.exists(filename) and not os.access(filename, os.W_OK):
         raise rioserrors.PermissionError(
             f"Cannot write output '{filename}': the existing file is read-only")
@@ -199,7 +296,6 @@ class OutputFile:
         self.timings = timings
         self.ds = None
         self.created = False
-        self.sawNonFinite = False
         self.finishedRowsInCache = False
         self.ncols = workinggrid.getDimensions()[1]
 
@@ -217,6 +313,7 @@ class OutputFile:
             raise rioserrors.ImageOpenError(
                 f"Output '{self.filename}': GDAL has no driver named '{drivername}'")
         deleteExisting(self.filename)
+        nanWarningFiles.discard(self.filename)
         if drivername == "GTiff":
             checkGTiffBlockSize(options, self.controls.windowxsize, self.controls.windowysize,
                                 self.workinggrid.getDimensions()[1], self.filename)
@@ -230,10 +327,17 @@ class OutputFile:
         if self.ds is None:
             raise rioserrors.ImageOpenError(f"Unable to create output file '{self.filename}'")
         self.created = True
-        self.ds.SetGeoTransform(self.workinggrid.makeGeoTransform())
-        self.ds.SetProjection(self.workinggrid.projection)
-        self._setBandMetadata(arr.shape[0])
-        self.singlePassMgr.initFor(self.ds, self.name, self.seqNum, arr)
+        with self._writing():
+            self.ds.SetGeoTransform(self.workinggrid.makeGeoTransform())
+            self.ds.SetProjection(self.workinggrid.projection)
+            self._setBandMetadata(arr.shape[0])
+            self.singlePassMgr.initFor(self.ds, self.name, self.seqNum, arr)
+
+    def _writing(self) -> GdalErrorsAs:
+        """GDAL failing to write this output (a full disk, a file size limit) raises an
+        ImageWriteError naming it and the reason."""
+        return GdalErrorsAs(rioserrors.ImageWriteError, f"Cannot write output '{self.filename}'",
+                            outputFile=self.filename)
 
     def _setBandMetadata(self, nbands):
         thematic = self._option("thematic")
@@ -253,15 +357,15 @@ class OutputFile:
         if self.ds is None:
             self.create(arr)
         start = time.time()
-        if not self.sawNonFinite and arr.dtype.kind in "fc":
-            self.sawNonFinite = not numpy.isfinite(arr).all()
+        checkForNanOrInf(arr, self.filename)
         writeWindow(self.ds, arr, blockDefn.left, blockDefn.top)
         if blockDefn.left + blockDefn.ncols >= self.ncols:
             self.finishedRowsInCache = True
         self.timings.addInterval("writing", start, time.time())
-        calcstats.handleSinglePassActions(self.ds, arr, self.singlePassMgr, self.name,
-                                          self.seqNum, blockDefn.left, blockDefn.top,
-                                          self.timings)
+        with self._writing():
+            calcstats.handleSinglePassActions(self.ds, arr, self.singlePassMgr, self.name,
+                                              self.seqNum, blockDefn.left, blockDefn.top,
+                                              self.timings)
 
     def flushFinishedRows(self):
         """Hand the finished rows of blocks in GDAL's cache to the file now.
@@ -273,7 +377,7 @@ class OutputFile:
         """
         if not self.finishedRowsInCache:
             return
-        with self.timings.interval("writing"):
+        with self.timings.interval("writing"), self._writing():
             for i in range(self.ds.RasterCount):
                 self.ds.GetRasterBand(i + 1).FlushCache()
         self.finishedRowsInCache = False
@@ -282,30 +386,42 @@ class OutputFile:
         """Flush, finish statistics, call callBeforeClose, close, add auto colours."""
         if self.ds is None:
             return
-        with self.timings.interval("writing"):
-            self.ds.FlushCache()
-        calcstats.finishOutputStats(self.ds, self.name, self.seqNum, self.singlePassMgr,
-                                    self.controls, self.timings)
-        if self.sawNonFinite:
-            print(f"WARNING: Output file {self.filename} contains NaN, Inf or -Inf",
-                  file=sys.stderr)
+        with self._writing():
+            with self.timings.interval("writing"):
+                self.ds.FlushCache()
+            calcstats.finishOutputStats(self.ds, self.name, self.seqNum, self.singlePassMgr,
+                                        self.controls, self.timings)
+        warnNanOrInf(self.filename)
         beforeClose = self._option("callBeforeClose")
         if beforeClose is not None and len(beforeClose) == 2:
             func, args = beforeClose
             with self.timings.interval("beforeclose"):
                 func(self.ds, *args)
-        self.ds.FlushCache()
-        self.ds = None
+        with self._writing():
+            self.ds.FlushCache()
+            self.ds = None  # closing writes what is left: its failure is reported too
         colorType = self._option("autoColorTableType")
         if colorType is not None and self._option("thematic"):
             addAutoColorTable(self.filename, colorType)
 
     def discard(self):
-        """Close without finishing and delete the half-written file."""
-        self.ds = None
+        """Close without finishing and delete every file of the half-written output.
+
+        Closing may fail again (the disk is still full): GDAL's complaints are kept quiet,
+        the error that caused the discard says what went wrong.
+        """
+        files = []
+        nanWarningFiles.discard(self.filename)
+        gdal.PushErrorHandler("CPLQuietErrorHandler")
+        try:
+            with contextlib.suppress(RuntimeError):
+                files = [] if self.ds is None else self.ds.GetFileList() or []
+            self.ds = None
+        finally:
+            gdal.PopErrorHandler()
         if self.created:
             try:
-                deleteExisting(self.filename)
+                deleteExisting(self.filename, files)
             except OSError:
                 pass
 
@@ -333,6 +449,39 @@ def addAutoColorTable(filename, colorType):
         ds = None
 
 
+def openOutfile(symbName, seqNum, filename, controls, arr, workinggrid, singlePassMgr,
+                timings) -> OutputFile:
+    """Create one output on the working grid, with the band count and dtype of ``arr``
+    (its first block) and the options ``controls`` gives ``symbName``; ``.ds`` is its
+    GDAL dataset."""
+    outfile = OutputFile(symbName, seqNum, filename, controls, workinggrid, singlePassMgr,
+                         timings)
+    outfile.create(arr)
+    return outfile
+
+
+def writeBlock(gdalOutObjCache: dict, blockDefn, outfiles, outputs, controls, workinggrid,
+               singlePassMgr, timings) -> None:
+    """Check and write one block of every output of ``outfiles`` from ``outputs`` (as a
+    user function set it), creating each file on its first block. ``gdalOutObjCache``
+    maps (name, seqNum) to the open :class:`OutputFile` and is filled as files are made."""
+    filenames = {(name, seqNum): filename for name, seqNum, filename in outfiles}
+    arrays = prepareOutputArrays(outputs, outfiles, blockDefn, controls.overlap)
+    for key, arr in arrays.items():
+        if key not in gdalOutObjCache:
+            gdalOutObjCache[key] = openOutfile(key[0], key[1], filenames[key], controls, arr,
+                                               workinggrid, singlePassMgr, timings)
+        gdalOutObjCache[key].write(arr, blockDefn)
+
+
+def closeOutfiles(gdalOutObjCache: dict, outfiles) -> None:
+    """Finish and close every output :func:`writeBlock` made, in ``outfiles`` order."""
+    for name, seqNum, _ in outfiles:
+        outfile = gdalOutObjCache.pop((name, seqNum), None)
+        if outfile is not None:
+            outfile.close()
+
+
 class OutputWriter:
     """All the outputs of a run, written by a single thread."""
 
@@ -356,7 +505,39 @@ class OutputWriter:
         for outfile in self.files.values():
             outfile.close()
 
-    def discard(self):
-        """Drop every output this run created (after a failure)."""
+    def discard(self, failure: BaseException | None = None):
+        """Drop every output this run created (after ``failure``)."""
+        if failure is not None:
+            releaseFrames(failure)
         for outfile in self.files.values():
             outfile.discard()
+
+
+def releaseFrames(failure: BaseException):
+    """Clear the variables of sharedapplier's and GDAL's frames in the tracebacks of
+    ``failure`` and of its causes.
+
+    Those frames hold the outputs' datasets, and GDAL 3.6 closes a dataset only when its
+    last reference goes: one closed after its files were deleted writes some of them again
+    (an .aux.xml). The tracebacks still print; the user's own frames are left as they are.
+    """
+    ours = (os.path.dirname(__file__), os.path.dirname(gdal.__file__))
+    seen = set()
+    while failure is not None and id(failure) not in seen:
+        seen.add(id(failure))
+        tb = failure.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename.startswith(ours):
+                with contextlib.suppress(RuntimeError):  # a frame still running
+                    tb.tb_frame.clear()
+            tb = tb.tb_next
+        failure = failure.__cause__ or failure.__context__
+
+
+def __getattr__(name):
+    """RIOS 1.x's ``ImageWriter``, from :mod:`.legacywriter` (imported when first asked for:
+    it builds on this module)."""
+    if name == "ImageWriter":
+        from .legacywriter import ImageWriter
+        return ImageWriter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -187,6 +187,22 @@ class FileHandles:
             set_row_count(self.rat, self.outrow)
         set_rat_on_band(self.band, self.rat)
 
+    def getRatObj(self):
+        """The band's GDAL RasterAttributeTable."""
+        return self.rat
+
+    def getRowCount(self):
+        """How many rows the RAT has now."""
+        return self.rat.GetRowCount()
+
+    def setRowCount(self, rowCount):
+        """Give the RAT ``rowCount`` rows."""
+        set_row_count(self.rat, rowCount)
+
+    def close(self):
+        """Drop this handle's GDAL objects (the collection closes the dataset)."""
+        self.rat = self.band = self.ds = None
+
 
 class FileHandlesCollection:
     """Opens every file once (outputs for update first) and shares datasets and RATs."""
@@ -214,7 +230,7 @@ class FileHandlesCollection:
         if handle in self.by_handle:
             return
         _check_handle(handle)
-        ds = self.datasets.get(handle.filename)
+        ds = self.checkExistingDS(handle)
         if ds is None:
             ds = open_dataset(handle.filename, update)
             self.datasets[handle.filename] = ds
@@ -227,6 +243,32 @@ class FileHandlesCollection:
     def __getitem__(self, handle):
         return self.by_handle[handle]
 
+    def checkExistingDS(self, handle):
+        """The dataset already open for ``handle``'s file, or None."""
+        return self.datasets.get(handle.filename)
+
+    def checkConsistency(self, inRats):
+        """Raise RatMismatchError unless every input RAT has the same row count."""
+        sizes = {f"{name} ({self[getattr(inRats, name)].name})":
+                 self[getattr(inRats, name)].getRowCount() for name in inRats.getRatList()}
+        if len(set(sizes.values())) > 1:
+            raise rioserrors.RatMismatchError(f"input RATs have different row counts: {sizes}")
+        return sizes
+
+    def getRowCount(self, inRats, controls):
+        """The rows of a run: ``controls.rowCount`` if set, else the input RATs' count."""
+        sizes = self.checkConsistency(inRats)
+        if controls.rowCount is not None:
+            if sizes and controls.rowCount > next(iter(sizes.values())):
+                raise rioserrors.RatMismatchError(
+                    f"controls.rowCount is {controls.rowCount} but the input RATs have only "
+                    f"{next(iter(sizes.values()))} rows")
+            return controls.rowCount
+        if not sizes:
+            raise rioserrors.ParameterError(
+                "there are no input RATs: set the row count with controls.setRowCount()")
+        return next(iter(sizes.values()))
+
     def finish_outputs(self):
         for fh in self.outputs:
             fh.finish_output()
@@ -234,7 +276,7 @@ class FileHandlesCollection:
     def close(self):
         """Drop every GDAL object, flushing and closing the datasets."""
         for fh in self.by_handle.values():
-            fh.rat = fh.band = fh.ds = None
+            fh.close()
         self.by_handle.clear()
         self.by_layer.clear()
         self.outputs = []
@@ -301,6 +343,26 @@ class RatBlockAssociation:
         for name in list(self.column_values()):
             del self.__dict__[name]
 
+    clearCache = clear_block
+
+    def writeCache(self, rowCount, controls):
+        """Write this block's queued output columns at the handle's output row."""
+        _write_output_block(self, rowCount, controls)
+
+    def finaliseRowCount(self):
+        """Trim an output RAT to the rows written (and keep it on its band)."""
+        self._fh.finish_output()
+
+    def guessNewRowCount(self, nrows, rowCount, controls):
+        """The row count the output RAT needs before ``nrows`` more rows are written."""
+        return _new_row_count(self._fh, nrows, rowCount, controls)
+
+    @staticmethod
+    def checkZarrfileParams(blockLen):
+        """The chunk length a Zarr RAT would get for ``blockLen`` (RatBlockLengthError
+        when none fits); Zarr RATs themselves are not supported here."""
+        return zarr_chunk_size(blockLen)
+
 
 def _block_arrays(assoc):
     """The queued output columns as 1-D arrays of one common length."""
@@ -334,6 +396,18 @@ class BlockCollection:
         for assoc in self.associations():
             assoc.clear_block()
 
+    clearCache = clear_block
+
+    def writeCache(self, rowCount, controls):
+        """Write every handle's queued output columns (see RatBlockAssociation)."""
+        for assoc in self.associations():
+            assoc.writeCache(rowCount, controls)
+
+    def finaliseRowCount(self):
+        """Trim every output RAT to the rows written."""
+        for assoc in self.associations():
+            assoc.finaliseRowCount()
+
 
 # ---------------------------------------------------------------------------------------
 # Writing
@@ -341,9 +415,16 @@ class BlockCollection:
 
 def _grow_rows(fh, nrows, rowCount, controls):
     """Make room in an output RAT for ``nrows`` more rows at its output position."""
-    rat = fh.rat
+    current = fh.rat.GetRowCount()
+    target = _new_row_count(fh, nrows, rowCount, controls)
+    if target != current and (controls.outputRowCountMethod == RCM_FIXED or target > current):
+        set_row_count(fh.rat, target)
+
+
+def _new_row_count(fh, nrows, rowCount, controls):
+    """The row count an output RAT must have to take ``nrows`` more rows."""
     needed = fh.outrow + nrows
-    current = rat.GetRowCount()
+    current = fh.rat.GetRowCount()
     method = controls.outputRowCountMethod
     if method == RCM_FIXED:
         total = int(controls.outputTotalSize)
@@ -357,8 +438,7 @@ def _grow_rows(fh, nrows, rowCount, controls):
         target = current + step if needed > current else current
     else:
         target = max(needed, rowCount)
-    if target != current and (method == RCM_FIXED or target > current):
-        set_row_count(rat, target)
+    return target
 
 
 def _output_column(fh, assoc, name, arr):
@@ -393,23 +473,6 @@ def _write_output_block(assoc, rowCount, controls):
 # ---------------------------------------------------------------------------------------
 # apply
 # ---------------------------------------------------------------------------------------
-
-def _input_row_count(inRats, fhcollection, controls):
-    counts = [(name, fhcollection[getattr(inRats, name)]) for name in inRats.getRatList()]
-    sizes = {f"{name} ({fh.name})": fh.rat.GetRowCount() for name, fh in counts}
-    if len(set(sizes.values())) > 1:
-        raise rioserrors.RatMismatchError(f"input RATs have different row counts: {sizes}")
-    if controls.rowCount is not None:
-        if sizes and controls.rowCount > next(iter(sizes.values())):
-            raise rioserrors.RatMismatchError(
-                f"controls.rowCount is {controls.rowCount} but the input RATs have only "
-                f"{next(iter(sizes.values()))} rows")
-        return controls.rowCount
-    if not sizes:
-        raise rioserrors.ParameterError(
-            "there are no input RATs: set the row count with controls.setRowCount()")
-    return next(iter(sizes.values()))
-
 
 class _Progress:
     """Reports percentages to a progress object, only when they change."""
@@ -461,7 +524,7 @@ def apply(userFunc, inRats, outRats, otherargs=None, controls=None):
     useStringDType = controls.useStringDType and _string_dtype_available()
     fhcollection = FileHandlesCollection(inRats, outRats)
     try:
-        rowCount = _input_row_count(inRats or RatAssociations(), fhcollection, controls)
+        rowCount = fhcollection.getRowCount(inRats or RatAssociations(), controls)
         state = RatApplierState(rowCount)
         inputs = BlockCollection(inRats, fhcollection, state, True, useStringDType)
         outputs = BlockCollection(outRats, fhcollection, state, False)

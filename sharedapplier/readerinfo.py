@@ -6,8 +6,10 @@ from the working grid, the block definition and the input arrays actually passed
 import math
 
 import numpy
+from osgeo import gdal
 
-from .imageio import Coord, wld2pix
+from . import rioserrors
+from .imageio import Coord, GdalErrorsAs, wld2pix
 
 
 class ReaderInfo:
@@ -119,6 +121,31 @@ class ReaderInfo:
         if value is None:
             return None
         return numpy.array(value, dtype=array.dtype)
+
+    # --- RIOS 1.x ------------------------------------------------------------------
+    def getGDALDatasetFor(self, array):
+        """Deprecated: a read-only GDAL dataset of the input file whose block is this very
+        array (the file itself, not the warped VRT it may be read through).
+
+        Each info object opens its own, so it is safe in any thread or process; RIOS 2
+        removed this because it shared its readers' datasets.
+        """
+        rioserrors.deprecatedNameWarning(
+            "ReaderInfo.getGDALDatasetFor", "open info.getFilenameFor(array) with GDAL")
+        return self._gdalDatasetOf(self.getFilenameFor(array))
+
+    def getGDALBandFor(self, array, band):
+        """Deprecated: band ``band`` (1-based, of the file) of :meth:`getGDALDatasetFor`."""
+        rioserrors.deprecatedNameWarning(
+            "ReaderInfo.getGDALBandFor", "open info.getFilenameFor(array) with GDAL")
+        return self._gdalDatasetOf(self.getFilenameFor(array)).GetRasterBand(band)
+
+    def _gdalDatasetOf(self, filename):
+        datasets = self.__dict__.setdefault("gdalDatasets", {})
+        if filename not in datasets:
+            with GdalErrorsAs(rioserrors.FileOpenError, f"Unable to open '{filename}'"):
+                datasets[filename] = gdal.Open(filename)
+        return datasets[filename]
 
 
 # The fields that describe the current block (the rest describe the whole grid).

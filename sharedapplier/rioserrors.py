@@ -5,6 +5,7 @@ them all at once; the message names the file, option or output involved and the 
 """
 import inspect
 import sys
+import warnings
 
 
 class RiosError(Exception):
@@ -19,8 +20,21 @@ class ImageOpenError(FileOpenError):
     """An output image could not be created or written."""
 
 
+class ImageReadError(RiosError):
+    """GDAL could not read a block of an input (a truncated or damaged file)."""
+
+
+class ImageWriteError(ImageOpenError):
+    """GDAL could not finish writing an output (a full disk, a file size limit)."""
+
+
 class ParameterError(RiosError):
     """A parameter has an invalid value."""
+
+
+class ConcurrencyStyleError(ParameterError, ValueError):
+    """A ConcurrencyStyle was given a value or a combination that cannot run (also a
+    ``ValueError``, which RIOS raises for these)."""
 
 
 class GDALLayerNumberError(RiosError):
@@ -139,6 +153,10 @@ class ECSError(RiosError):
     """An AWS ECS operation failed."""
 
 
+class DtypeChangeWarning(RuntimeWarning):
+    """A later block of an output had another dtype than its first and was converted."""
+
+
 class SharedMemoryError(RiosError):
     """Shared memory for the engine's slabs cannot be had (e.g. /dev/shm too small)."""
 
@@ -162,6 +180,43 @@ def deprecationWarning(msg, stacklevel=2):
         return
     deprecationAlreadyWarned.add(location)
     print(f"{location[0]} (line {location[1]}):\n    WARNING: {msg}", file=sys.stderr)
+
+
+deprecatedNamesWarned = set()
+
+
+def deprecatedNameWarning(name: str, advice: str, stacklevel: int = 2) -> None:
+    """Warn that the RIOS 1.x name ``name`` was used, once per process for each name.
+
+    The warning is printed at the caller's line as :func:`deprecationWarning` prints it, and
+    is also issued as a Python ``DeprecationWarning``, which warning filters and test runners
+    see. ``stacklevel`` counts as in :func:`deprecationWarning`: 2 is the line that called
+    the function that called this one.
+    """
+    if name in deprecatedNamesWarned:
+        return
+    deprecatedNamesWarned.add(name)
+    msg = f"{name} is deprecated: {advice}"
+    deprecationWarning(msg, stacklevel=stacklevel + 1)
+    warnings.warn(msg, DeprecationWarning, stacklevel=stacklevel + 1)
+
+
+class NotProvidedError(UnavailableError, NotImplementedError):
+    """A RIOS engine internal that sharedapplier does not provide (also a
+    ``NotImplementedError``); the message says what to use instead."""
+
+
+def notProvided(rioName: str, instead: str):
+    """A stand-in for the RIOS engine internal ``rioName`` (a class or a function): the name
+    can be imported, and calling or instantiating it raises :class:`NotProvidedError`
+    saying to use ``instead``. docs/migrating.rst lists these names and why."""
+    def standIn(*args, **kwargs):
+        raise NotProvidedError(
+            f"{rioName} is a RIOS engine internal that sharedapplier does not provide: "
+            f"{instead} (see 'Names left out on purpose' in docs/migrating.rst)")
+    standIn.__name__ = standIn.__qualname__ = rioName.rsplit(".", 1)[-1]
+    standIn.__doc__ = f"Not provided (RIOS engine internal); {instead}."
+    return standIn
 
 
 class OutputMissingError(RiosError, KeyError):

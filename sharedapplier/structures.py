@@ -137,6 +137,13 @@ class BlockAssociations:
         except (IndexError, TypeError):
             raise KeyError(key) from None
 
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        known = ", ".join(sorted(vars(self))) or "none"
+        raise AttributeError(f"there is no input or output named {name!r}; the names this "
+                             f"block has are: {known}")
+
     def __setitem__(self, key, value):
         name, seqNum = _split_key(key)
         entry = self.__dict__.get(name)
@@ -363,7 +370,8 @@ class WorkerErrorRecord:
     """An exception caught in a worker, with its formatted traceback, ready to send elsewhere.
 
     ``workerType`` is "read", "compute", "write" or "main". Pickling keeps the traceback text
-    and replaces an exception that cannot make the round trip by a RuntimeError with its repr.
+    and the exception itself; one that cannot make the round trip is replaced by a
+    RuntimeError giving its type name and message.
     """
 
     def __init__(self, exc: BaseException, workerType: str, workerID=None, blockDefn=None):
@@ -372,8 +380,10 @@ class WorkerErrorRecord:
         self.workerID = workerID
         self.blockDefn = blockDefn
         self.formattedTraceback = traceback.format_exception(exc)
-        # where the worker ran, for remote workers (e.g. "SLURM job 812 on node1 (log ...)")
+        # where the worker ran, for remote workers (e.g. "SLURM job 812 on node1"), and the
+        # last lines of its log when the log goes with the run directory
         self.origin = None
+        self.logTail = None
 
     def __str__(self):
         first = f"Error in {self.workerType} worker"
@@ -385,6 +395,8 @@ class WorkerErrorRecord:
         if self.blockDefn is not None:
             lines.append(f"while processing block {self.blockDefn!r}")
         lines += [line.rstrip("\n") for line in self.formattedTraceback]
+        if getattr(self, "logTail", None):
+            lines += ["last lines of the worker's log:", self.logTail]
         return "\n".join(lines) + "\n"
 
     def __getstate__(self):
@@ -392,7 +404,7 @@ class WorkerErrorRecord:
         try:
             pickle.loads(pickle.dumps(self.exc))
         except Exception:
-            state["exc"] = RuntimeError(repr(self.exc))
+            state["exc"] = RuntimeError(f"{type(self.exc).__name__}: {self.exc}")
         return state
 
 
@@ -685,7 +697,7 @@ class ApplierReturn:
 
 def _check(condition, message):
     if condition:
-        raise ValueError(message)
+        raise rioserrors.ConcurrencyStyleError(message)
 
 
 def _is_count(value):
@@ -708,7 +720,8 @@ class ConcurrencyStyle:
 
     The RIOS parameters come first; ``memoryBudget`` (bytes of shared memory for block slabs,
     None = automatic) and ``workerStartMethod`` ("spawn" or "forkserver") serve CW_PROCESSES.
-    The constructor validates the combination and raises ValueError naming what to change.
+    The constructor validates the combination and raises ConcurrencyStyleError (a RiosError
+    and a ValueError) naming what to change.
     """
 
     _REPR_NAMES = ("numReadWorkers", "numComputeWorkers", "computeWorkerKind",
@@ -814,8 +827,6 @@ class ConcurrencyStyle:
     def _validate_our_rules(self):
         """Our own checks: run-time failures of RIOS caught here instead."""
         kind = self.computeWorkerKind
-        _check(kind == CW_THREADS and self.numReadWorkers == 0,
-               "CW_THREADS compute threads need read workers: set numReadWorkers>=1")
         _check(kind == CW_PROCESSES and self.singleBlockComputeWorkers,
                "singleBlockComputeWorkers=True is only for batch kinds, not CW_PROCESSES: set "
                "singleBlockComputeWorkers=False")

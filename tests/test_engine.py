@@ -401,9 +401,10 @@ def note_bytes_read(info, inputs, outputs, other):
 @pytest.mark.skipif(not os.path.exists("/proc/self/io"), reason="needs /proc/<pid>/io")
 def test_workers_read_each_strip_of_a_striped_input_about_once(tmp_path, no_shm_leak):
     """A striped input 20000 pixels wide: one row of blocks covers 10 MB of strips, more
-    than the smallest worker cache. Each worker reads every strip of the rows it works in
-    (both work in every row), and reads it once if its cache holds a row of blocks; with
-    a cache too small it would read the strips again for every block of the row."""
+    than the smallest worker cache. Each worker reads every strip of the rows it works in,
+    once if its cache holds a row of blocks; with a cache too small it would read the strips
+    again for every block of the row (79 blocks). However the blocks are shared out, the
+    two workers read at most twice the file; a worker that got no block has no count."""
     rng = np.random.default_rng(3)
     a = rng.integers(0, 60000, (1, 600, 20000)).astype(np.uint16)
     src = write_raster(tmp_path / "striped.tif", a)        # GTiff's default: strips
@@ -411,6 +412,6 @@ def test_workers_read_each_strip_of_a_striped_input_about_once(tmp_path, no_shm_
     other = OtherInputs()
     rtn = applier.apply(note_bytes_read, assoc(a=src), assoc(o=str(tmp_path / "o.tif")),
                         other, controls=controls(STYLES["proc2"], window=256))
-    readBytes = sum(o.readBytes for o in rtn.otherArgsList)
+    readBytes = sum(getattr(o, "readBytes", 0) for o in rtn.otherArgsList)
     assert readBytes < 2.5 * a.nbytes          # two workers, each reading every row
     np.testing.assert_array_equal(read_raster(str(tmp_path / "o.tif")), a)

@@ -833,7 +833,6 @@ RULES = {
     7: "leaves nobody to read",
     8: "not supported by CW_AWSBATCH",
     9: "exceeds the",
-    "threadsNeedReaders": "CW_THREADS compute threads need read workers: set numReadWorkers>=1",
     "processesSingle": "only for batch kinds, not CW_PROCESSES",
 }
 
@@ -869,7 +868,6 @@ def assert_rule(rule, **kwargs):
     (8, dict(singleBlockComputeWorkers=True, computeWorkerKind=CW_AWSBATCH)),
     (9, dict(numComputeWorkers=1000, computeWorkerKind=CW_THREADS)),
     # our additions come after RIOS's rules
-    ("threadsNeedReaders", dict(numComputeWorkers=1, computeWorkerKind=CW_THREADS)),
     ("processesSingle", dict(singleBlockComputeWorkers=True, computeWorkerKind=CW_PROCESSES)),
 ])
 def test_validation_rules_and_order(rule, kwargs):

@@ -118,11 +118,21 @@ def cmdBench(benchArgs, parser) -> int:
 # Parser
 
 
+def versionText() -> str:
+    """What ``sharedapplier --version`` prints."""
+    from .. import RIOS_VERSION, __version__
+    return f"{PROG} {__version__} (follows the behaviour of RIOS {RIOS_VERSION})"
+
+
+
 def buildParser():
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="sharedapplier: RIOS-compatible raster block processing with a "
                     "shared-memory multi-process engine. Tools and a demonstration.")
+    parser.add_argument("--version", action="version", version=versionText(),
+                        help="print the version of sharedapplier and of the RIOS release "
+                             "whose behaviour it follows, then exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = sub.add_parser(

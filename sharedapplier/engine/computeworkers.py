@@ -9,6 +9,7 @@ each announced by a ring of the doorbell:
 
     worker -> main   ("layout", id, layouts)   first block only: output bands and dtypes
                      ("error", record)         a WorkerErrorRecord with the traceback
+                     ("warning", category, text)  a warning, shown once by the main process
                      ("finished", id, timers, otherArgs bytes)
     main -> worker   ("outputs", fields)       the output slab exists; attach to it
 """
@@ -23,6 +24,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from multiprocessing import connection, parent_process
 
 import cloudpickle
@@ -113,6 +115,7 @@ def computeSlot(job, pool, signals, state, slot, blockIndex, inputs=None):
     blockDefn = job.blockList[blockIndex]
     if inputs is None:
         inputs = pool.inputViews(slot, job.inputShapes(blockDefn))
+    pool.noteUserFunctionStart(slot)
     arrays = job.computeBlock(blockDefn, inputs, state.otherArgs, state.timings, state.layouts)
     storeOutputs(job, pool, signals, state, slot, blockIndex, arrays)
 
@@ -217,6 +220,7 @@ def processMain(workerID, jobBytes, poolDesc, signals, conn, reads):
         state = WorkerState(workerID, conn, job.otherArgs, reads,
                             peerAlive=parent.is_alive if parent is not None else None)
         gc.freeze()  # later collections skip the modules and the job (see runner.runBlocks)
+        warnings.showwarning = _warningsToMain(pool, signals, state)
         computeLoop(job, pool, signals, state)
     except Exception as e:
         conn.send(("error", WorkerErrorRecord(e, "compute", workerID)))
@@ -224,6 +228,17 @@ def processMain(workerID, jobBytes, poolDesc, signals, conn, reads):
         if pool is not None:
             pool.release()
         conn.close()
+
+
+def _warningsToMain(pool, signals, state):
+    """A ``warnings.showwarning`` that hands warnings to the main process, which shows each
+    once for the run instead of once per worker."""
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if not (category.__module__ == "builtins"
+                or category.__module__.startswith("sharedapplier")):
+            category = UserWarning  # the user's own classes may not unpickle in the main
+        tellMain(pool, signals, state, ("warning", category, str(message)))
+    return showwarning
 
 
 class _MainModuleHidden:

@@ -6,8 +6,10 @@ pixels and no GDAL handles.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import time
+import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +41,7 @@ class ComputeJob:
 
     def __getstate__(self):
         state = dict(self.__dict__)
+        state["_codeFiles"] = codeFilesOf(self.userFunction)
         state["loggingstream"] = None
         state["_infoFactory"] = None
         blocks = self.blockList
@@ -48,6 +51,7 @@ class ComputeJob:
 
     def __setstate__(self, state):
         state["blockList"] = PackedBlocks(state["blockList"])
+        restoreCodeFiles(state["userFunction"], state.pop("_codeFiles", {}))
         self.__dict__.update(state)
 
     def __post_init__(self):
@@ -145,3 +149,69 @@ class PackedBlocks(Sequence):
 
     def __reduce__(self):
         return (PackedBlocks, (self.rows,))
+
+
+# cloudpickle ships functions defined in a script by value and names their code
+# "<dynamic-code>", so a worker's traceback would not say where the user's code is. The
+# real file of each code object travels with the job and is put back on arrival.
+DYNAMIC_CODE = "<dynamic-code>"
+
+
+def _functionsOf(obj) -> list[types.FunctionType]:
+    """The user function and the functions it reaches in its own module or closures."""
+    found, todo = {}, [obj]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, functools.partial):
+            item = item.func
+        item = getattr(item, "__func__", item)
+        if not isinstance(item, types.FunctionType) or id(item) in found:
+            continue
+        found[id(item)] = item
+        cells = _closureContents(item)
+        siblings = [value for value in item.__globals__.values()
+                    if isinstance(value, types.FunctionType)
+                    and value.__module__ == item.__module__]
+        todo += cells + siblings
+    return list(found.values())
+
+
+def _closureContents(function) -> list:
+    contents = []
+    for cell in function.__closure__ or ():
+        try:
+            contents.append(cell.cell_contents)
+        except ValueError:  # a cell not filled yet
+            pass
+    return contents
+
+
+def _codeObjects(code: types.CodeType):
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _codeObjects(const)
+
+
+def codeFilesOf(userFunction) -> dict:
+    """{(qualified name, first line): file} of every code object the user function reaches."""
+    return {(code.co_qualname, code.co_firstlineno): code.co_filename
+            for function in _functionsOf(userFunction)
+            for code in _codeObjects(function.__code__)
+            if code.co_filename != DYNAMIC_CODE}
+
+
+def _withFiles(code: types.CodeType, files: dict) -> types.CodeType:
+    consts = tuple(_withFiles(c, files) if isinstance(c, types.CodeType) else c
+                   for c in code.co_consts)
+    filename = files.get((code.co_qualname, code.co_firstlineno), code.co_filename)
+    return code.replace(co_filename=filename, co_consts=consts)
+
+
+def restoreCodeFiles(userFunction, files: dict) -> None:
+    """Give the functions that arrived as "<dynamic-code>" their real file names back."""
+    if not files:
+        return
+    for function in _functionsOf(userFunction):
+        if function.__code__.co_filename == DYNAMIC_CODE:
+            function.__code__ = _withFiles(function.__code__, files)

@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 import traceback
+from dataclasses import replace
 from multiprocessing import connection
 from pathlib import Path
 
@@ -241,7 +242,7 @@ class RemoteWorkers:
         except Exception as e:
             blockDefn = None if blockIndex is None else self.job.blockList[blockIndex]
             record = WorkerErrorRecord(e, "compute", i, blockDefn=blockDefn)
-            record.origin = self.launcher.describe(i, refresh=False).identity()
+            self.noteOrigin(record, i)
             if isinstance(e, (WorkerLost, rioserrors.TimeoutError)):
                 # the message says it all; the proxy's own stack would only distract
                 record.formattedTraceback = traceback.format_exception_only(e)
@@ -291,12 +292,25 @@ class RemoteWorkers:
                               remote.keepAlive)
 
     def _lostText(self, i, what):
-        desc = self.launcher.describe(i)
-        text = f"compute worker {i} ({desc.identity()}) {what}"
+        self.launcher.describe(i)  # the scheduler's latest word, which _identity reads
+        text = f"compute worker {i} ({self._identity(i)}) {what}"
         tail = self.launcher.logTail(i)
         if tail:
             text += "\nlast lines of its log:\n" + tail.rstrip()
         return text
+
+    def _identity(self, i) -> str:
+        """Who worker ``i`` is, naming its log only if the log outlives the run directory
+        (which :meth:`stop` removes before the user reads the error)."""
+        desc = self.launcher.describe(i, refresh=False)
+        if desc.logLocation and Path(desc.logLocation).resolve().is_relative_to(self.rundir):
+            desc = replace(desc, logLocation=None)
+        return desc.identity()
+
+    def noteOrigin(self, record: WorkerErrorRecord, i) -> None:
+        """Add where worker ``i`` ran to its error record, and its log's last lines."""
+        record.origin = self._identity(i)
+        record.logTail = self.launcher.logTail(i).rstrip() or None
 
     def lostWorker(self, i, what):
         """Wait briefly for the scheduler's final word on a worker, then describe it."""
@@ -347,6 +361,7 @@ class _RemoteLink:
         self.blockIndex = blockIndex
         job, pool = self.owner.job, self.owner.pool
         blockDefn = job.blockList[blockIndex]
+        pool.noteUserFunctionStart(slot)
         if self.owner.reads:
             self.send(("block", blockIndex, None))
         else:
@@ -387,7 +402,7 @@ class _RemoteLink:
                 continue
             if message[0] == "error":
                 record = message[1]
-                record.origin = owner.launcher.describe(self.workerID, refresh=False).identity()
+                owner.noteOrigin(record, self.workerID)
                 raise RemoteFailure(record)
             return message
 

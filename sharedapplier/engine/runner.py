@@ -5,9 +5,9 @@ import contextlib
 import gc
 import shutil
 import signal
-import sys
 import threading
 import time
+import warnings
 from multiprocessing import connection
 
 import cloudpickle
@@ -19,7 +19,7 @@ from . import signals as sig
 from . import slabpool
 from .computeworkers import ComputeProcesses, ComputeThreads, WorkerState, computeSlot
 from .forkserver import workerContext
-from .readworkers import ReadWorkers
+from .readworkers import ReadWorkers, readSlot
 from .remoteworkers import RemoteWorkers, makeRunDirectory
 from .writer import ApplierProgress, OrderedWriter, writeSequentially
 
@@ -96,6 +96,14 @@ def planSlots(job, nworkers, nreaders) -> int:
     return max(1, slabpool.slotCount(slotbytes, budget, minimum, useful))
 
 
+# A timeout that ran out is put down to a user function that has run for at least this
+# share of it (the wait began after the function did, give or take a poll).
+USER_FUNCTION_BLAME_FRACTION = 0.9
+
+# The worker number the main thread claims slots under when it reads (readers count down
+# from -1, compute workers up from 1).
+MAIN_READER = -1000
+
 # How long the main process waits on the pipes at a time while an announced message is on
 # its way (blocks computed meanwhile are written between these waits).
 MESSAGE_POLL_SECONDS = 0.001
@@ -123,9 +131,9 @@ def _sigtermRaises():
 
 
 def _raiseRecord(record):
-    text = str(record)
-    print(text, file=sys.stderr)
-    raise rioserrors.WorkerExceptionError(text)
+    """Raise a worker's failure in the main process, once: the message carries the worker's
+    traceback and ``__cause__`` the worker's own exception, rebuilt here."""
+    raise rioserrors.WorkerExceptionError(str(record)) from record.exc
 
 
 class PipelinedRun:
@@ -165,6 +173,10 @@ class PipelinedRun:
                                             self.reads, self.mpContext)
         elif self.kind == CW_THREADS:
             self.workers = ComputeThreads(job, self.pool, self.signals, nworkers, job.otherArgs)
+        # CW_THREADS with no read workers: the main thread reads, between writes
+        self.mainReader = None
+        if self.workers is not None and not self.reads and nreaders == 0:
+            self.mainReader = BlockReader(job.specs, job.overlap)
         self.writer = OrderedWriter(job, self.pool, self.signals, outputWriter, progress)
         self.closedPipes = set()
         self.messagesReceived = 0
@@ -209,7 +221,34 @@ class PipelinedRun:
     def _checkReaders(self):
         record = self.readers.firstError()
         if record is not None:
+            if isinstance(record.exc, rioserrors.TimeoutError):
+                self._blameSlowUserFunction("readBufferInsertTimeout",
+                                            self.style.readBufferInsertTimeout)
             _raiseRecord(record)
+
+    def _blameSlowUserFunction(self, option, timeout):
+        """When the wait for ``option`` ran out because a user function has been running at
+        least as long, say so, naming its block and worker, instead of blaming the wait."""
+        running = self.pool.userFunctionsRunning()
+        if not running or timeout is None:
+            return
+        seconds, block, worker = max(running)
+        if seconds < USER_FUNCTION_BLAME_FRACTION * timeout:
+            return
+        _raiseRecord(_mainRecord(rioserrors.TimeoutError(
+            f"the user function has been running for {seconds:.1f} s on block "
+            f"{self.job.blockList[block]!r} in compute worker {worker - 1}, and the run "
+            f"waited {timeout} s for it. If a block needs that long, raise {option} "
+            f"(current value = {timeout}) in the ConcurrencyStyle, or set it to None to wait "
+            "for ever")))
+
+    def _blameForWorkersTimeout(self, record):
+        """A worker's wait ran out: perhaps another worker's user function is the cause."""
+        text = str(record.exc)
+        for option in ("readBufferInsertTimeout", "readBufferPopTimeout",
+                       "computeBufferInsertTimeout"):
+            if option in text:
+                self._blameSlowUserFunction(option, getattr(self.style, option))
 
     # --- compute workers: the main thread only writes ----------------------------------
     def _writeFromWorkers(self):
@@ -226,6 +265,8 @@ class PipelinedRun:
         lastProgress = lastCheck = time.monotonic()
         expecting = wrote = False
         while len(finished) < nworkers or self.writer.written < len(self.job.blockList):
+            if self.mainReader is not None:
+                self._readFreeSlots()
             waitStart = time.monotonic()
             if expecting:   # the doorbell rang before the message was sent: wait for it
                 connection.wait(self._livePipes(finished), MESSAGE_POLL_SECONDS)
@@ -257,9 +298,22 @@ class PipelinedRun:
             if self.workers.waitingForStart():
                 lastProgress = now
             elif timeout is not None and now - lastProgress > timeout:
+                self._blameSlowUserFunction("computeBufferPopTimeout", timeout)
                 _raiseRecord(_mainRecord(sig.timeoutError(
                     "the next computed block", "computeBufferPopTimeout", timeout)))
         return otherArgsList
+
+    def _readFreeSlots(self):
+        """Fill every free slot with the next block (when no read workers do)."""
+        while True:
+            claimed = sig.tryClaimBlock(self.pool, self.signals, MAIN_READER)
+            if claimed is None:
+                return
+            slot, blockIndex = claimed
+            with self.timings.interval("reading"):
+                readSlot(self.mainReader, self.job, self.pool, slot,
+                         self.job.blockList[blockIndex])
+            sig.markReady(self.pool, self.signals, slot)
 
     def _messagesAnnounced(self) -> int:
         # no lock needed: the count only grows, and a ring of the doorbell follows it
@@ -298,7 +352,12 @@ class PipelinedRun:
                         conn.send(("outputs", fields, self.writer.layouts))
             return True
         if kind == "error":
+            if isinstance(message[1].exc, rioserrors.TimeoutError):
+                self._blameForWorkersTimeout(message[1])
             _raiseRecord(message[1])
+        if kind == "warning":
+            warnings.warn(message[2], message[1], stacklevel=1)
+            return True
         if kind == "finished":
             finished.add(message[1])
             self.timings.merge(message[2])
@@ -328,6 +387,8 @@ class PipelinedRun:
     def _shutdown(self):
         self.signals.stop.set()
         try:
+            if self.mainReader is not None:
+                self.mainReader.close()
             self.readers.join()
             if self.workers is not None:
                 self.workers.stop()

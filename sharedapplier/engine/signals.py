@@ -72,6 +72,18 @@ def claimBlock(pool, signals: SlotSignals, worker: int, timeout, peerAlive=None)
     """Take a free slot and the next block to fill it; None when no blocks are left."""
     acquireWithin(signals.free, timeout, signals, "a free block slot",
                   "readBufferInsertTimeout", peerAlive)
+    return _claimFreeSlot(pool, signals, worker)
+
+
+def tryClaimBlock(pool, signals: SlotSignals, worker: int):
+    """:func:`claimBlock` without waiting: None when no slot is free or no block is left."""
+    if not signals.free.acquire(False):
+        return None
+    return _claimFreeSlot(pool, signals, worker)
+
+
+def _claimFreeSlot(pool, signals: SlotSignals, worker: int):
+    """(With a free slot acquired) the slot and the next block to fill it, or None."""
     with signals.lock:
         block = pool.counter(slabpool.NEXT_TO_FILL)
         if block >= pool.desc.nblocks:

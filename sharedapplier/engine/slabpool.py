@@ -20,6 +20,7 @@ import os
 import secrets
 import shutil
 import sys
+import time
 from dataclasses import dataclass, field
 from multiprocessing import resource_tracker, shared_memory
 
@@ -32,9 +33,11 @@ SEGMENT_PREFIX = "sa_"
 
 # slot states
 FREE, FILLING, READY, COMPUTING, COMPUTED = range(5)
-# header columns per slot
-STATE, BLOCK, WORKER = range(3)
-_SLOT_COLUMNS = 3
+# header columns per slot. STARTED is when the user function began on the slot's block
+# (CLOCK_MONOTONIC in ns, shared by the processes of one host; 0 = not running): written by
+# the slot's holder alone, without the lock, and read when a timeout needs explaining.
+STATE, BLOCK, WORKER, STARTED = range(4)
+_SLOT_COLUMNS = 4
 # run counters, stored after the slot rows. MESSAGES counts pipe messages sent to the main
 # process, so that it reads the pipes only when there is something to read. The writer
 # publishes BLOCKS_WRITTEN and, when it has nothing to write, sets WRITER_WAITING; workers
@@ -249,6 +252,22 @@ class SlabPool:
         if worker is not None:
             self._header[row + WORKER] = worker
 
+    def noteUserFunctionStart(self, slot):
+        """(The slot's holder) the user function starts on the slot's block now."""
+        self._header[slot * _SLOT_COLUMNS + STARTED] = time.monotonic_ns()
+
+    def userFunctionsRunning(self) -> list[tuple[float, int, int]]:
+        """(seconds running, block, worker) of every block whose user function is running."""
+        now = time.monotonic_ns()
+        running = []
+        for slot in range(self.desc.nslots):
+            row = slot * _SLOT_COLUMNS
+            started = self._header[row + STARTED]
+            if started and self._header[row + STATE] in (FILLING, COMPUTING):
+                running.append(((now - started) / 1e9, self._header[row + BLOCK],
+                                self._header[row + WORKER]))
+        return running
+
     def findSlot(self, state):
         """The slot in ``state`` holding the lowest block number (any one if FREE), or None."""
         states = self._header[STATE:self._counters:_SLOT_COLUMNS].tolist()
@@ -276,6 +295,7 @@ class SlabPool:
     def setComputed(self, slot, block):
         """Mark a slot computed, note which slot holds ``block`` and count it."""
         self.setSlot(slot, COMPUTED)
+        self._header[slot * _SLOT_COLUMNS + STARTED] = 0
         self._header[self._computedTable + block] = slot + 1
         self.bumpCounter(BLOCKS_COMPUTED)
 
