@@ -37,6 +37,11 @@ class ConcurrencyStyleError(ParameterError, ValueError):
     ``ValueError``, which RIOS raises for these)."""
 
 
+class ChannelParameterError(ParameterError, ValueError):
+    """NetworkDataChannel was given neither a server's objects nor a client's address (also a
+    ``ValueError``, which RIOS raises for it)."""
+
+
 class GDALLayerNumberError(RiosError):
     """A layer (band) number is out of range."""
 

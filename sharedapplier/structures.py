@@ -9,6 +9,7 @@ import collections
 import contextlib
 import os
 import pickle
+import queue
 import shutil
 import tempfile
 import threading
@@ -683,6 +684,82 @@ class BlockBuffer:
         with self.lock:
             event = self._event_for(blockDefn)
         return event.wait(timeout)
+
+
+class NetworkDataChannel:
+    """RIOS's data channel between a main process and the workers it started.
+
+    Given the major objects (at least ``workerInitData`` and ``outBlockBuffer``) it is the
+    server: it serves them from a thread of its own on a port of its choosing, and
+    :meth:`addressStr` gives workers ``hostname,port,authkey``. Given ``hostname``, ``portnum``
+    and ``authkey`` it is a client whose attributes stand for the server's objects (their
+    methods run in the server) and whose ``workerInitData`` is the server's dict. Peers prove
+    the key before anything they send is read, as on the engine's own channel, which this
+    shares. The creator of the server must call :meth:`shutdown`.
+    """
+
+    SERVED = ("inBlockBuffer", "outBlockBuffer", "outqueue", "forceExit", "exceptionQue",
+              "workerBarrier")
+
+    def __init__(self, workerInitData=None, inBlockBuffer=None, outBlockBuffer=None,
+                 forceExit=None, exceptionQue=None, workerBarrier=None, hostname=None,
+                 portnum=None, authkey=None):
+        if cloudpickle is None:
+            raise rioserrors.UnavailableError(
+                "NetworkDataChannel requires the cloudpickle package: pip install cloudpickle")
+        from sharedapplier.engine import sharedobjects
+        self._server = self._client = None
+        if workerInitData is not None and outBlockBuffer is not None:
+            self.workerInitData = cloudpickle.dumps(workerInitData)
+            self.inBlockBuffer, self.outBlockBuffer = inBlockBuffer, outBlockBuffer
+            self.outqueue = queue.Queue()
+            self.forceExit, self.exceptionQue = forceExit, exceptionQue
+            self.workerBarrier = workerBarrier
+            served = {name: getattr(self, name) for name in self.SERVED}
+            served["workerInitData"] = _Constant(self.workerInitData)
+            self._server = sharedobjects.ObjectServer(served, hostname=hostname)
+            address = self._server.address
+        elif None not in (hostname, portnum, authkey):
+            address = _channelAddress(hostname, portnum, authkey)
+            self._client = sharedobjects.ObjectClient(address)
+            for name in self.SERVED:
+                setattr(self, name, self._client.proxy(name))
+            self.workerInitData = cloudpickle.loads(self._client.call("workerInitData", "get"))
+        else:
+            raise rioserrors.ChannelParameterError(
+                "NetworkDataChannel needs workerInitData and outBlockBuffer (to serve them) "
+                "or hostname, portnum and authkey (to connect to a server)")
+        self.hostname, self.portnum, self.authkey = (address.hostname, address.portnum,
+                                                     authkey or address.authkey)
+
+    def addressStr(self) -> str:
+        """The address and key in one string, ``hostname,port,authkey``."""
+        key = self.authkey.decode() if isinstance(self.authkey, bytes) else self.authkey
+        return f"{self.hostname},{self.portnum},{key}"
+
+    def shutdown(self) -> None:
+        """Server: stop serving and abort the barrier. Client: nothing."""
+        if self._server is None:
+            return
+        if self.workerBarrier is not None:
+            self.workerBarrier.abort()
+        self._server.shutdown()
+
+
+class _Constant:
+    """A served value: ``get()`` returns it."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def get(self):
+        return self.value
+
+
+def _channelAddress(hostname, portnum, authkey):
+    from sharedapplier.engine.channel import ChannelAddress
+    key = authkey.decode() if isinstance(authkey, bytes) else str(authkey)
+    return ChannelAddress(str(hostname), int(portnum), key)
 
 
 class ApplierReturn:

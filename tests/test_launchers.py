@@ -120,7 +120,7 @@ def connectWithWrongKey() -> bool:
         address = chan.ChannelAddress.fromString(argv[argv.index("--channaddr") + 1])
     wrong = chan.ChannelAddress(address.hostname, address.portnum, "0" * 64)
     try:
-        chan.connectToChannel(wrong, timeout=10).close()
+        chan.connectToChannel(wrong, chan.WorkerHello(0, {}), timeout=10).close()
     except (AuthenticationError, EOFError, OSError):
         return True
     return False
@@ -276,23 +276,23 @@ def test_worker_that_never_connects_is_reported_with_its_exit_code(scene, tmp_pa
 
 
 def test_channel_refuses_wrong_keys_and_garbage_before_unpickling(tmp_path):
-    channel = chan.NetworkDataChannel(interface="127.0.0.1", portRange=(30000, 50000))
+    channel = chan.WorkerChannel(interface="127.0.0.1", portRange=(30000, 50000))
     try:
-        assert 30000 <= channel.portnum <= 50000
-        bad = chan.ChannelAddress("127.0.0.1", channel.portnum, "f" * 64)
+        assert 30000 <= channel.address.portnum <= 50000
+        bad = chan.ChannelAddress("127.0.0.1", channel.address.portnum, "f" * 64)
         with pytest.raises(AuthenticationError):
-            chan.connectToChannel(bad, timeout=5)
+            chan.connectToChannel(bad, chan.WorkerHello(3, {}), timeout=5)
         # a pickle that would run a shell command if anyone unpickled it
         payload = f"cos\nsystem\n(S'touch {tmp_path}/pwned'\ntR.".encode()
-        with socket.create_connection(("127.0.0.1", channel.portnum)) as raw:
+        with socket.create_connection(("127.0.0.1", channel.address.portnum)) as raw:
             raw.sendall(struct.pack("!i", len(payload)) + payload)
             raw.settimeout(15)
             with contextlib.suppress(ConnectionResetError):
                 while raw.recv(4096):
                     pass
         assert not (tmp_path / "pwned").exists()
-        good = chan.connectToChannel(channel.address, timeout=5)
-        good.send(("hello", 3, {"host": "here"}))
+        good = chan.connectToChannel(channel.address, chan.WorkerHello(3, {"host": "here"}),
+                                     timeout=5)
         conn, identity = channel.awaitWorker(3, timeout=10)
         assert identity == {"host": "here"}
         conn.close()

@@ -6,9 +6,11 @@ key, both ways, before a single message is read from it, so nothing an unauthent
 sends is ever unpickled. A peer that connects and stays silent only holds its own handshake
 thread, which gives up after :data:`HANDSHAKE_SECONDS`.
 
-After the handshake a worker says hello with its worker number and identity; the channel
-hands the connection to whoever waits for that worker (:meth:`NetworkDataChannel.
-awaitWorker`). The address and key reach workers through :class:`ChannelAddress`: a JSON
+:class:`ChannelListener` is the one listening end: it authenticates each peer and hands the
+connection on according to the peer's first message. The engine's remote workers say a
+:class:`WorkerHello` and wait in a :class:`WorkerChannel` for whoever awaits that worker;
+RIOS's ``structures.NetworkDataChannel`` serves objects' methods on the same listener
+(:mod:`.sharedobjects`). The address and key reach workers through :class:`ChannelAddress`: a JSON
 file readable only by its owner (mode 0600) in the run's shared directory, or, when there is
 no shared directory, a string on the command line.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
 import queue
 import random
 import secrets
@@ -84,38 +87,53 @@ def tuneSocket(sock: socket.socket) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
 
 
-def connectToChannel(address: ChannelAddress, timeout: float = 30.0):
-    """A worker's authenticated connection to the main process."""
+def connectToChannel(address: ChannelAddress, hello, timeout: float = 30.0):
+    """An authenticated connection to a :class:`ChannelListener` that has said ``hello``."""
     sock = socket.create_connection((address.hostname, address.portnum), timeout=timeout)
     sock.setblocking(True)
     tuneSocket(sock)
     conn = connection.Connection(sock.detach())
-    key = address.authkey.encode()
+    key = address.authkey
+    if isinstance(key, str):
+        key = key.encode()
     try:
         connection.answer_challenge(conn, key)
         connection.deliver_challenge(conn, key)
+        conn.send(hello)
     except BaseException:
         conn.close()
         raise
     return conn
 
 
-class NetworkDataChannel:
-    """The main process's listening end of the channel.
+@dataclass(frozen=True)
+class WorkerHello:
+    """A compute worker's first message after the handshake: its number and identity."""
+
+    workerID: int
+    identity: dict
+
+
+class ChannelListener:
+    """The listening end of the channel: bind, accept, authenticate, hand on.
 
     It binds to ``interface`` (all interfaces when empty) on a free port drawn from
-    ``portRange`` and advertises ``hostname`` to workers. Connections that fail the
-    handshake are counted in :attr:`rejected` and closed.
+    ``portRange`` and advertises ``hostname`` to peers. Each peer gets a thread of its own,
+    which proves the key both ways, reads one first message and, when that is an instance of
+    ``helloType``, calls ``onHello(conn, hello)`` in that thread; from then on the connection
+    belongs to ``onHello``. Peers that fail the handshake or say the wrong hello are counted in
+    :attr:`rejected` and closed.
     """
 
-    def __init__(self, hostname: str | None = None, interface: str = "",
-                 portRange: tuple[int, int] = DEFAULT_PORT_RANGE):
+    def __init__(self, onHello, helloType: type, hostname: str | None = None,
+                 interface: str = "", portRange: tuple[int, int] = DEFAULT_PORT_RANGE):
+        self.onHello = onHello
+        self.helloType = helloType
         self.authkey = secrets.token_hex(32)
         self.sock = _bindInRange(interface, portRange)
         self.portnum = self.sock.getsockname()[1]
         self.hostname = hostname or interface or socket.gethostname()
         self.rejected = 0
-        self._waiting: dict[int, queue.Queue] = {}
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._acceptLoop, daemon=True,
@@ -126,33 +144,17 @@ class NetworkDataChannel:
     def address(self) -> ChannelAddress:
         return ChannelAddress(self.hostname, self.portnum, self.authkey)
 
-    def addressStr(self) -> str:
-        return self.address.addressStr()
-
-    def awaitWorker(self, workerID: int, timeout: float):
-        """The (connection, identity) of worker ``workerID``, or None if it has not come."""
-        try:
-            return self._queueFor(workerID).get(timeout=timeout)
-        except queue.Empty:
-            return None
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
 
     def shutdown(self) -> None:
-        """Stop accepting; connections already handed out belong to their takers."""
+        """Stop accepting; connections already handed on belong to their takers."""
         self._closed.set()
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept loop at once
         self.sock.close()
         self._thread.join(2 * _ACCEPT_POLL_SECONDS)
-        with self._lock:
-            leftovers = list(self._waiting.values())
-        for q in leftovers:
-            while not q.empty():
-                conn, _ = q.get_nowait()
-                conn.close()
-
-    def _queueFor(self, workerID):
-        with self._lock:
-            return self._waiting.setdefault(workerID, queue.Queue())
 
     def _acceptLoop(self):
         self.sock.settimeout(_ACCEPT_POLL_SECONDS)
@@ -163,10 +165,16 @@ class NetworkDataChannel:
                 continue
             except OSError:
                 return
-            threading.Thread(target=self._handshake, args=(peer,), daemon=True,
+            threading.Thread(target=self._greet, args=(peer,), daemon=True,
                              name="sharedapplier-handshake").start()
 
-    def _handshake(self, peer):
+    def _greet(self, peer):
+        greeted = self._authenticate(peer)
+        if greeted is not None:
+            self.onHello(*greeted)
+
+    def _authenticate(self, peer):
+        """(conn, hello) of a peer that proved the key and said hello; None otherwise."""
         peer.settimeout(None)
         tuneSocket(peer)
         conn = connection.Connection(os.dup(peer.fileno()))
@@ -177,22 +185,68 @@ class NetworkDataChannel:
             connection.deliver_challenge(conn, key)
             connection.answer_challenge(conn, key)
             hello = conn.recv()
-            timer.cancel()
-            _, workerID, identity = hello
-            if self._closed.is_set():
+            if not isinstance(hello, self.helloType) or self._closed.is_set():
                 raise EOFError()
-            self._queueFor(int(workerID)).put((conn, identity))
-        except (connection.AuthenticationError, EOFError, OSError, ValueError, TypeError):
-            timer.cancel()
+            return conn, hello
+        except (connection.AuthenticationError, EOFError, OSError, ValueError, TypeError,
+                AttributeError, ImportError, pickle.UnpicklingError):
             with self._lock:
                 self.rejected += 1
             conn.close()
-        except Exception:
-            timer.cancel()
+            return None
+        except BaseException:
             conn.close()
             raise
         finally:
+            timer.cancel()
             peer.close()
+
+
+class WorkerChannel:
+    """Where the engine's remote compute workers connect back to the main process.
+
+    A worker's connection waits, after its :class:`WorkerHello`, for whoever awaits that
+    worker number (:meth:`awaitWorker`).
+    """
+
+    def __init__(self, hostname: str | None = None, interface: str = "",
+                 portRange: tuple[int, int] = DEFAULT_PORT_RANGE):
+        self._waiting: dict[int, queue.Queue] = {}
+        self._lock = threading.Lock()
+        self.listener = ChannelListener(self._takeHello, WorkerHello, hostname, interface,
+                                        portRange)
+
+    @property
+    def address(self) -> ChannelAddress:
+        return self.listener.address
+
+    @property
+    def rejected(self) -> int:
+        return self.listener.rejected
+
+    def awaitWorker(self, workerID: int, timeout: float):
+        """The (connection, identity) of worker ``workerID``, or None if it has not come."""
+        try:
+            return self._queueFor(workerID).get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def shutdown(self) -> None:
+        """Stop accepting and close the connections nobody took."""
+        self.listener.shutdown()
+        with self._lock:
+            leftovers = list(self._waiting.values())
+        for q in leftovers:
+            while not q.empty():
+                conn, _ = q.get_nowait()
+                conn.close()
+
+    def _takeHello(self, conn, hello: WorkerHello):
+        self._queueFor(int(hello.workerID)).put((conn, hello.identity))
+
+    def _queueFor(self, workerID):
+        with self._lock:
+            return self._waiting.setdefault(workerID, queue.Queue())
 
 
 def _hangUp(peer):

@@ -6,7 +6,7 @@ or a free one when workers read for themselves), leaves the outputs in the slot 
 the writer over its pipe. Between taking and finishing a slot it talks to its worker::
 
     proxy (main process)                        worker (sharedapplier computeworker)
-    <--------------------------------------  ("hello", id, identity)   after the handshake
+    <--------------------------------------  WorkerHello(id, identity) after the handshake
     ("init", job, reads, sys.path) --------->
     <--------------------------------------  ("next",)
     ("block", index, input specs) + one raw buffer per input (none when the worker reads)
@@ -44,7 +44,7 @@ from ..imagereader import BlockReader
 from ..launchers.base import WorkerCommand
 from ..structures import Timers, WorkerErrorRecord
 from . import signals as sig
-from .channel import ChannelAddress, NetworkDataChannel, connectToChannel
+from .channel import ChannelAddress, WorkerChannel, WorkerHello, connectToChannel
 from .computeworkers import WorkerState, sizeReadCache, storeOutputs, tellMain
 
 HEARTBEAT_SECONDS = 5.0
@@ -149,7 +149,7 @@ class RemoteWorkers:
 
     # --- the interface the runner uses (as for local workers) -------------------------
     def start(self):
-        self.channel = NetworkDataChannel(
+        self.channel = WorkerChannel(
             hostname=self.extra.get("channelHost"),
             interface=self.extra.get("channelInterface", self.launcher.defaultInterface),
             portRange=tuple(self.extra.get("channelPortRange", (30000, 50000))))
@@ -487,8 +487,7 @@ def runRemoteWorker(address: ChannelAddress, workerID: int) -> int:
     process exits non-zero with a message on stderr.
     """
     gdal.UseExceptions()
-    conn = connectToChannel(address)
-    conn.send(("hello", workerID, workerIdentity()))
+    conn = connectToChannel(address, WorkerHello(workerID, workerIdentity()))
     link = _MainLink(conn)
     try:
         _, jobBytes, reads, mainPath = link.receive()
