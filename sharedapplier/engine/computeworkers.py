@@ -7,11 +7,12 @@ the header which slot holds the block and, when the waiting writer now has a bat
 write, rings its doorbell. Nothing crosses a pipe per block; only these few messages do,
 each announced by a ring of the doorbell:
 
-    worker -> main   ("layout", id, layouts)   first block only: output bands and dtypes
+    worker -> main   ("layout", id, block, layouts)  a worker's first block: output bands
+                                               and dtypes (the main process takes block 0's)
                      ("error", record)         a WorkerErrorRecord with the traceback
                      ("warning", category, text)  a warning, shown once by the main process
                      ("finished", id, timers, otherArgs bytes)
-    main -> worker   ("outputs", fields)       the output slab exists; attach to it
+    main -> worker   ("outputs", fields, layouts)  the output slab exists; attach to it
 """
 from __future__ import annotations
 
@@ -60,14 +61,15 @@ class WorkerState:
         self.agreeLayouts = agreeLayouts
 
 
-def _awaitOutputs(job, pool, signals, state, arrays):
-    """First block: agree the output layout with the main process and attach the slab.
+def _awaitOutputs(job, pool, signals, state, blockIndex, arrays):
+    """A worker's first block: agree the output layout with the main process, attach the slab.
 
-    Returns the layouts the main process fixed (from whichever worker asked first).
+    Returns the layouts the main process fixed: those of the run's first block, as RIOS
+    creates its outputs from the first block written, whichever worker computed it.
     """
     if not state.conn.poll(0):
-        tellMain(pool, signals, state,
-                 ("layout", state.workerID, imagewriter.layoutsFromArrays(arrays)))
+        tellMain(pool, signals, state, ("layout", state.workerID, blockIndex,
+                                        imagewriter.layoutsFromArrays(arrays)))
     timeout = job.concurrency.computeBufferInsertTimeout
     start = time.monotonic()
     while not state.conn.poll(sig.POLL_SECONDS):
@@ -127,7 +129,7 @@ def storeOutputs(job, pool, signals, state, slot, blockIndex, arrays):
         if state.agreeLayouts is not None:
             state.layouts = state.agreeLayouts(arrays)
         else:
-            state.layouts = _awaitOutputs(job, pool, signals, state, arrays)
+            state.layouts = _awaitOutputs(job, pool, signals, state, blockIndex, arrays)
         arrays = imagewriter.conformToLayouts(arrays, state.layouts)
     with state.timings.interval("copy_output"):
         views = pool.outputViews(slot, job.outputShapes(blockDefn, state.layouts))

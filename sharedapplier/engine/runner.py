@@ -344,8 +344,9 @@ class PipelinedRun:
         self.messagesReceived += 1
         kind = message[0]
         if kind == "layout":
-            if self.writer.layouts is None:
-                self.writer.setLayouts(message[2])
+            _, _, blockIndex, layouts = message
+            if self.writer.layouts is None and blockIndex == 0:
+                self.writer.setLayouts(layouts)
                 fields = self.job.outputFields(self.writer.layouts)
                 for conn in self.workers.conns:
                     with contextlib.suppress(OSError):

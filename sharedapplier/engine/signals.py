@@ -16,6 +16,7 @@ from .. import rioserrors
 from . import slabpool
 
 POLL_SECONDS = 0.2
+_FIRST_BLOCK_POLL_SECONDS = 0.005
 
 
 class StopRequested(Exception):
@@ -103,20 +104,32 @@ def markReady(pool, signals: SlotSignals, slot: int) -> None:
 
 
 def takeReady(pool, signals: SlotSignals, worker: int, timeout, peerAlive=None):
-    """Take the input-complete slot with the lowest block; None when all are taken."""
+    """Take the input-complete slot with the lowest block; None when all are taken.
+
+    The first block is always taken first: its outputs fix the output layout, which the
+    other workers' first blocks wait for, so it must not wait behind them.
+    """
     while True:
         acquireWithin(signals.ready, timeout, signals, "a block of input data",
                       "readBufferPopTimeout", peerAlive)
         with signals.lock:
             slot = pool.findSlot(slabpool.READY)
-            if slot is not None:
+            if slot is None:
+                if pool.counter(slabpool.BLOCKS_TAKEN) >= pool.desc.nblocks:
+                    signals.ready.release()
+                    return None
+                continue
+            if not _waitsForFirstBlock(pool, slot):
                 pool.setSlot(slot, slabpool.COMPUTING, worker=worker)
                 if pool.bumpCounter(slabpool.BLOCKS_TAKEN) + 1 == pool.desc.nblocks:
                     signals.ready.release()
                 return slot, pool.slotBlock(slot)
-            if pool.counter(slabpool.BLOCKS_TAKEN) >= pool.desc.nblocks:
-                signals.ready.release()
-                return None
+            signals.ready.release()  # leave it for when the first block has been taken
+        time.sleep(_FIRST_BLOCK_POLL_SECONDS)
+
+
+def _waitsForFirstBlock(pool, slot) -> bool:
+    return pool.counter(slabpool.BLOCKS_TAKEN) == 0 and pool.slotBlock(slot) != 0
 
 
 def markComputed(pool, signals: SlotSignals, slot: int, block: int) -> None:
