@@ -41,6 +41,10 @@ def concurrencyForOldJobManager(numThreads: int, jobManagerType: str | None) -> 
         kind = CW_THREADS
     else:
         kind = OLD_JOB_MANAGER_KINDS.get(str(jobManagerType).lower())
+        if str(jobManagerType).lower() == "mpi":
+            raise rioserrors.JobManagerUnavailableError(
+                "setJobManagerType('mpi'): sharedapplier has no MPI job manager; use "
+                "'multiprocessing' on one node, or 'slurm' or 'pbs' across nodes")
         if kind is None:
             raise rioserrors.ParameterError(
                 f"setJobManagerType({jobManagerType!r}): there is no such job manager here; "

@@ -146,6 +146,11 @@ class UnavailableError(RiosError):
     """A feature needs a package or program that is not available."""
 
 
+class JobManagerUnavailableError(UnavailableError, ParameterError, ImportError):
+    """A RIOS 1.x job manager that sharedapplier does not provide (``"mpi"``); also an
+    ``ImportError``, which is what RIOS raises for it where mpi4py is missing."""
+
+
 class WorkerExceptionError(RiosError):
     """An exception was raised in a worker; the message carries its traceback."""
 

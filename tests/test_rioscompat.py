@@ -252,8 +252,11 @@ def test_emulate_old_job_manager_and_unknown_manager():
     c.numThreads, c.jobManagerType = 4, "pbs"
     legacy(c.emulateOldJobManager)
     assert style(c) == (CW_PBS, 4)
-    with pytest.raises(rioserrors.ParameterError, match="mpi"):
-        legacy(c.setJobManagerType, "mpi")
+    with pytest.raises(rioserrors.ParameterError, match="condor.*no such job manager"):
+        legacy(c.setJobManagerType, "condor")
+    with pytest.raises(ImportError, match="no MPI job manager.*'slurm'") as raised:
+        c.setJobManagerType("mpi")  # warned already, by the call above
+    assert isinstance(raised.value, rioserrors.ParameterError)
 
 
 def test_set_logging_stream_reaches_info(tmp_path):
