@@ -37,9 +37,9 @@ from scipy import ndimage
 from sharedapplier import applier
 
 try:
-    from sharedapplier.cpus import usable_cpu_count
+    from sharedapplier.cpus import usableCpuCount
 except ImportError:  # pragma: no cover - older trees
-    def usable_cpu_count():
+    def usableCpuCount():
         return len(os.sched_getaffinity(0))
 
 MIB = 2**20
@@ -775,7 +775,7 @@ def _picklableByValue():
 def main(argv=None):
     args = parseArgs(argv)
     gdal.UseExceptions()
-    ncpu = usable_cpu_count()
+    ncpu = usableCpuCount()
     styles = [s for s in makeStyles(ncpu) if s.key in args.styles]
     for s in styles:
         if s.reuse is not None and s.reuse not in args.styles:

@@ -11,13 +11,13 @@ from osgeo import gdal
 
 from sharedapplier import rioserrors
 from sharedapplier.rat import (
-    find_or_create_column,
-    prepare_values_for_rat,
-    rat_for_update,
-    read_rat_values,
-    set_rat_on_band,
-    set_row_count,
-    with_band,
+    findOrCreateNamedColumn,
+    prepareValuesForRat,
+    ratForUpdate,
+    readRatValues,
+    setRatOnBand,
+    setRatRowCount,
+    withBand,
 )
 
 RANDOM_NAME = "RANDOM"
@@ -129,7 +129,7 @@ class ColorTableMissingException(ColorTableException):
     """A file has no colour table in its raster attribute table."""
 
 
-def _hex_to_description(hexcolours):
+def _hexToDescription(hexcolours):
     """{'red': str, 'green': str, 'blue': str} from space-separated RRGGBB strings."""
     colours = [[int(h[i:i + 2], 16) for i in (0, 2, 4)] for h in hexcolours.split()]
     return {name: " ".join(str(c[i]) for c in colours)
@@ -140,7 +140,7 @@ def loadBuiltinRamps():
     """(Re)load the built-in ramps into :data:`RAMP`."""
     for name, (ramptype, author, hexcolours) in _BUILTIN_RAMPS.items():
         RAMP[name] = {"author": author, "comments": "", "type": ramptype,
-                      "description": _hex_to_description(hexcolours)}
+                      "description": _hexToDescription(hexcolours)}
 
 
 def getRampNames():
@@ -148,7 +148,7 @@ def getRampNames():
     return list(RAMP.keys()) + [RANDOM_NAME]
 
 
-def _parse_components(name, channel, text):
+def _parseComponents(name, channel, text):
     if not isinstance(text, str):
         raise ColorTableException(
             f"ramp {name!r}: {channel} must be a string of space-separated integers, "
@@ -169,7 +169,7 @@ def addRamp(name, red, green, blue):
         raise ColorTableException(f"a ramp name must be a string, got {type(name).__name__}")
     if name in RAMP or name == RANDOM_NAME:
         raise ColorTableException(f"a ramp called {name!r} already exists")
-    parsed = [_parse_components(name, ch, text)
+    parsed = [_parseComponents(name, ch, text)
               for ch, text in (("red", red), ("green", green), ("blue", blue))]
     if len({len(p) for p in parsed}) != 1:
         raise ColorTableException(
@@ -179,7 +179,7 @@ def addRamp(name, red, green, blue):
                   "description": {"red": red, "green": green, "blue": blue}}
 
 
-def _ramp_control_colours(colorType):
+def _rampControlColours(colorType):
     """A (3, k) float array of the control colours of a ramp."""
     if colorType not in RAMP:
         raise ColorTableException(
@@ -189,7 +189,7 @@ def _ramp_control_colours(colorType):
                         for ch in ("red", "green", "blue")])
 
 
-def _control_positions(numEntries, colorType, ncontrol, colorPoints):
+def _controlPositions(numEntries, colorType, ncontrol, colorPoints):
     if colorPoints is None:
         return numpy.linspace(0, numEntries, ncontrol)
     points = numpy.asarray(colorPoints, dtype=numpy.float64)
@@ -202,15 +202,15 @@ def _control_positions(numEntries, colorType, ncontrol, colorPoints):
     return points
 
 
-def _random_table(numEntries):
+def _randomTable(numEntries):
     table = numpy.empty((4, numEntries), dtype=numpy.uint8)
     table[:3] = numpy.random.default_rng().integers(0, 255, size=(3, numEntries))
     return table
 
 
-def _ramp_table(numEntries, colorType, colorPoints):
-    control = _ramp_control_colours(colorType)
-    xp = _control_positions(numEntries, colorType, control.shape[1], colorPoints)
+def _rampTable(numEntries, colorType, colorPoints):
+    control = _rampControlColours(colorType)
+    xp = _controlPositions(numEntries, colorType, control.shape[1], colorPoints)
     x = numpy.linspace(0, numEntries, numEntries)
     table = numpy.empty((4, numEntries), dtype=numpy.uint8)
     for i in range(3):
@@ -224,9 +224,9 @@ def genTable(numEntries, colorType, ignoreVal=None, colorPoints=None):
     Column ``ignoreVal`` (if given) is all zeros, i.e. transparent black.
     """
     if colorType == RANDOM_NAME:
-        table = _random_table(numEntries)
+        table = _randomTable(numEntries)
     else:
-        table = _ramp_table(numEntries, colorType, colorPoints)
+        table = _rampTable(numEntries, colorType, colorPoints)
     table[3] = 255
     if ignoreVal is not None:
         if not 0 <= ignoreVal < numEntries:
@@ -240,7 +240,7 @@ _COLOR_COLUMNS = ((gdal.GFU_Red, "Red"), (gdal.GFU_Green, "Green"), (gdal.GFU_Bl
                   (gdal.GFU_Alpha, "Alpha"))
 
 
-def _table_from_band(gdalBand):
+def _tableFromBand(gdalBand):
     rat = gdalBand.GetDefaultRAT()
     where = f"band {gdalBand.GetBand()} of {gdalBand.GetDataset().GetDescription()!r}"
     if rat is None or rat.GetRowCount() == 0:
@@ -251,16 +251,16 @@ def _table_from_band(gdalBand):
         if idx < 0:
             raise ColorTableMissingException(
                 f"{where} has no {name} column in its raster attribute table")
-        table[i] = numpy.clip(read_rat_values(rat, idx), 0, 255)
+        table[i] = numpy.clip(readRatValues(rat, idx), 0, 255)
     return table
 
 
 def getTable(imgFile, bandNumber=1):
     """The colour table stored in a band's RAT, as a uint8 (4, n) array."""
-    return with_band(imgFile, bandNumber, False, _table_from_band)
+    return withBand(imgFile, bandNumber, False, _tableFromBand)
 
 
-def _checked_table(colorTable):
+def _checkedTable(colorTable):
     table = numpy.asarray(colorTable)
     if table.ndim != 2 or table.shape[0] != 4 or table.shape[1] == 0:
         raise rioserrors.ArrayShapeError(
@@ -272,34 +272,34 @@ def _checked_table(colorTable):
     return table
 
 
-def _set_table_api(gdalBand, table):
+def _setTableApi(gdalBand, table):
     ct = gdal.ColorTable()
     for i, entry in enumerate(table.T.tolist()):
         ct.SetColorEntry(i, tuple(int(v) for v in entry))
     gdalBand.SetColorTable(ct)
 
 
-def _set_table_rat(gdalBand, table):
-    rat = rat_for_update(gdalBand)
+def _setTableRat(gdalBand, table):
+    rat = ratForUpdate(gdalBand)
     indexes = []
     for usage, name in _COLOR_COLUMNS:
         idx = rat.GetColOfUsage(usage)
         if idx < 0:
-            idx = find_or_create_column(rat, name, gdal.GFT_Integer, usage)
+            idx = findOrCreateNamedColumn(rat, name, gdal.GFT_Integer, usage)
         indexes.append(idx)
-    set_row_count(rat, table.shape[1])
+    setRatRowCount(rat, table.shape[1])
     for row, idx in enumerate(indexes):
-        values = prepare_values_for_rat(table[row].astype(numpy.int32), rat.GetTypeOfCol(idx),
+        values = prepareValuesForRat(table[row].astype(numpy.int32), rat.GetTypeOfCol(idx),
                                         rat.GetUsageOfCol(idx), rat.GetNameOfCol(idx))
         rat.WriteArray(values, idx)
-    set_rat_on_band(gdalBand, rat)
+    setRatOnBand(gdalBand, rat)
 
 
 def setTable(imgFile, colorTable, bandNumber=1, colorTableAPI=False):
     """Store a (4, n) colour table in a band's RAT, or with GDAL's colour-table API."""
-    table = _checked_table(colorTable)
-    setter = _set_table_api if colorTableAPI else _set_table_rat
-    with_band(imgFile, bandNumber, True, lambda band: setter(band, table))
+    table = _checkedTable(colorTable)
+    setter = _setTableApi if colorTableAPI else _setTableRat
+    withBand(imgFile, bandNumber, True, lambda band: setter(band, table))
 
 
 loadBuiltinRamps()

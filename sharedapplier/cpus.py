@@ -2,7 +2,7 @@
 
 ``os.cpu_count()`` reports the machine's CPUs, which overstates what a process may use inside a
 container (cgroup CPU quota), under ``taskset`` (affinity mask) or in a Slurm allocation. The
-engine sizes its worker pools from :func:`usable_cpu_count` instead.
+engine sizes its worker pools from :func:`usableCpuCount` instead.
 """
 import math
 import os
@@ -13,7 +13,7 @@ PROC_SELF_CGROUP = "/proc/self/cgroup"
 SLURM_VARIABLES = ("SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE")
 
 
-def usable_cpu_count(environ=None, cgroup_root=CGROUP_ROOT,
+def usableCpuCount(environ=None, cgroup_root=CGROUP_ROOT,
                      proc_cgroup=PROC_SELF_CGROUP) -> int:
     """The number of CPUs this process may use (at least 1).
 
@@ -22,15 +22,15 @@ def usable_cpu_count(environ=None, cgroup_root=CGROUP_ROOT,
     ``SLURM_CPUS_ON_NODE``). The arguments exist so that tests can point it elsewhere.
     """
     environ = os.environ if environ is None else environ
-    own_paths = _own_cgroup_paths(proc_cgroup)
-    limits = [_affinity_count(),
-              _cgroup_v2_limit(Path(cgroup_root), own_paths.get("", "/")),
-              _cgroup_v1_limit(Path(cgroup_root), own_paths.get("cpu", "/")),
-              _slurm_limit(environ)]
+    own_paths = _ownCgroupPaths(proc_cgroup)
+    limits = [_affinityCount(),
+              _cgroupV2Limit(Path(cgroup_root), own_paths.get("", "/")),
+              _cgroupV1Limit(Path(cgroup_root), own_paths.get("cpu", "/")),
+              _slurmLimit(environ)]
     return max(1, min(n for n in limits if n is not None))
 
 
-def _affinity_count():
+def _affinityCount():
     """CPUs in this process's affinity mask (all CPUs where there is no such notion)."""
     try:
         return len(os.sched_getaffinity(0))
@@ -38,7 +38,7 @@ def _affinity_count():
         return os.cpu_count() or 1
 
 
-def _read_text(path):
+def _readText(path):
     """The stripped text of a file, or None if it cannot be read."""
     try:
         return Path(path).read_text().strip()
@@ -46,7 +46,7 @@ def _read_text(path):
         return None
 
 
-def _quota_cpus(quota, period):
+def _quotaCpus(quota, period):
     """CPUs allowed by a CFS quota/period pair (text or numbers); None when unlimited."""
     try:
         quota, period = int(quota), int(period)
@@ -57,9 +57,9 @@ def _quota_cpus(quota, period):
     return max(1, math.ceil(quota / period))
 
 
-def _own_cgroup_paths(proc_cgroup):
+def _ownCgroupPaths(proc_cgroup):
     """Map controller name -> this process's cgroup path ("" is the cgroup v2 entry)."""
-    text = _read_text(proc_cgroup) or ""
+    text = _readText(proc_cgroup) or ""
     paths = {}
     for line in text.splitlines():
         parts = line.split(":", 2)
@@ -70,7 +70,7 @@ def _own_cgroup_paths(proc_cgroup):
     return paths
 
 
-def _dirs_up_to_root(root, own_path):
+def _dirsUpToRoot(root, own_path):
     """The directory of ``own_path`` under ``root`` and each of its ancestors up to ``root``."""
     parts = [p for p in own_path.split("/") if p]
     return [root.joinpath(*parts[:n]) for n in range(len(parts), -1, -1)]
@@ -82,28 +82,28 @@ def _smallest(values):
     return min(values) if values else None
 
 
-def _cgroup_v2_limit(root, own_path):
+def _cgroupV2Limit(root, own_path):
     """The tightest ``cpu.max`` quota from our cgroup v2 directory up to the root."""
     limits = []
-    for directory in _dirs_up_to_root(root, own_path):
-        fields = (_read_text(directory / "cpu.max") or "").split()
+    for directory in _dirsUpToRoot(root, own_path):
+        fields = (_readText(directory / "cpu.max") or "").split()
         if len(fields) == 2 and fields[0] != "max":
-            limits.append(_quota_cpus(fields[0], fields[1]))
+            limits.append(_quotaCpus(fields[0], fields[1]))
     return _smallest(limits)
 
 
-def _cgroup_v1_limit(root, own_path):
+def _cgroupV1Limit(root, own_path):
     """The tightest ``cpu.cfs_quota_us``/``cpu.cfs_period_us`` quota of the v1 cpu controller."""
     limits = []
     for mount in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):
-        for directory in _dirs_up_to_root(root / mount, own_path):
-            quota = _read_text(directory / "cpu.cfs_quota_us")
-            period = _read_text(directory / "cpu.cfs_period_us")
-            limits.append(_quota_cpus(quota, period))
+        for directory in _dirsUpToRoot(root / mount, own_path):
+            quota = _readText(directory / "cpu.cfs_quota_us")
+            period = _readText(directory / "cpu.cfs_period_us")
+            limits.append(_quotaCpus(quota, period))
     return _smallest(limits)
 
 
-def _leading_int(text):
+def _leadingInt(text):
     """The integer at the start of ``text`` (Slurm may append e.g. "(x2)"), or None."""
     digits = ""
     for char in (text or "").strip():
@@ -113,7 +113,7 @@ def _leading_int(text):
     return int(digits) if digits else None
 
 
-def _slurm_limit(environ):
+def _slurmLimit(environ):
     """The Slurm CPU allocation from the environment, or None outside Slurm."""
-    values = [_leading_int(environ.get(name)) for name in SLURM_VARIABLES]
+    values = [_leadingInt(environ.get(name)) for name in SLURM_VARIABLES]
     return _smallest([v for v in values if v])

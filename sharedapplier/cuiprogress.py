@@ -10,7 +10,7 @@ import time
 from osgeo import gdal
 
 
-def _stdout_is_tty():
+def _stdoutIsTty():
     isatty = getattr(sys.stdout, "isatty", None)
     try:
         return bool(isatty and isatty())
@@ -66,7 +66,7 @@ class CUIProgressBar(_TextProgress):
     """Percentage overwritten in place (``N%`` then a carriage return), only on a terminal."""
 
     def setProgress(self, value: float):
-        if _stdout_is_tty():
+        if _stdoutIsTty():
             _write(f"{self._percent(value)}%\r")
 
 
@@ -74,12 +74,12 @@ class GDALProgressBar(_TextProgress):
     """GDAL's own terminal progress bar, shown only when stdout is a terminal."""
 
     def setProgress(self, value: float):
-        if _stdout_is_tty():
+        if _stdoutIsTty():
             gdal.TermProgress_nocb(value / self.totalsteps)
 
     def reset(self):
         """Complete the bar (on a terminal), then write a newline."""
-        if _stdout_is_tty():
+        if _stdoutIsTty():
             gdal.TermProgress_nocb(1.0)
         _write("\n")
 
@@ -131,7 +131,7 @@ class SilentProgress(_TextProgress):
         pass
 
 
-def _clock_text(seconds: float) -> str:
+def _clockText(seconds: float) -> str:
     """``m:ss``, or ``h:mm:ss`` from an hour up."""
     total = max(0, int(round(seconds)))
     hours, rest = divmod(total, 3600)
@@ -255,7 +255,7 @@ class ProgressBar:
         percent = min(max(percent, 0), 100)
         now = self.clock()
         if self._start is None or (self.percent is not None and percent < self.percent):
-            self._forget_timing(now, position)
+            self._forgetTiming(now, position)
         if self._finished and percent >= 100:
             return
         self._finished = False
@@ -267,7 +267,7 @@ class ProgressBar:
         else:
             self._log(now)
 
-    def _forget_timing(self, now, position):
+    def _forgetTiming(self, now, position):
         self._start = (now, position)
         self._lastShown = None
         self._lastPercent = None
@@ -292,9 +292,9 @@ class ProgressBar:
         else:
             left = None if rate is None else (self.totalsteps - self._position) / rate
         if self.percent >= 100:
-            parts.append(f"in {_clock_text(now - self._start[0])}")
+            parts.append(f"in {_clockText(now - self._start[0])}")
         else:
-            parts.append("ETA -:--" if left is None else f"ETA {_clock_text(left)}")
+            parts.append("ETA -:--" if left is None else f"ETA {_clockText(left)}")
         return "  ".join(parts)
 
     def _redraw(self, now, changed):

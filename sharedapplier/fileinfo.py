@@ -43,7 +43,7 @@ _LAYER_STATS_KEYS = (
 # Helpers shared with pixelgrid (PEP 8 names: not part of the RIOS interface)
 # ----------------------------------------------------------------------------------------
 
-def open_dataset(filename, kind="raster"):
+def openDataset(filename, kind="raster"):
     """Open ``filename`` read-only as a raster or vector; raise our error on failure.
 
     Works the same with GDAL exceptions on or off, and keeps GDAL's own error printing
@@ -67,7 +67,7 @@ def open_dataset(filename, kind="raster"):
     return ds
 
 
-def spatial_ref_from_wkt(wkt):
+def spatialRefFromWkt(wkt):
     """A SpatialReference built from WKT, in traditional GIS (x=east, y=north) axis order.
 
     Raises ``ParameterError`` when the WKT is empty or cannot be parsed.
@@ -85,7 +85,7 @@ def spatial_ref_from_wkt(wkt):
     return sr
 
 
-def spatial_ref_from_epsg(epsg):
+def spatialRefFromEpsg(epsg):
     """A SpatialReference for an EPSG code (int or digit string), traditional axis order."""
     sr = osr.SpatialReference()
     try:
@@ -98,22 +98,22 @@ def spatial_ref_from_epsg(epsg):
     return sr
 
 
-def transform_points(points, src_sr, dst_sr):
+def transformPoints(points, src_sr, dst_sr):
     """Transform an (n, 2) array of x/y points; points that fail come back as inf."""
     pts = numpy.asarray(points, dtype=numpy.float64).reshape(-1, 2)
     gdal.PushErrorHandler("CPLQuietErrorHandler")
     try:
-        ct = _coordinate_transformation(src_sr, dst_sr)
+        ct = _coordinateTransformation(src_sr, dst_sr)
         try:
             out = ct.TransformPoints(pts.tolist())
         except RuntimeError:
-            out = [_transform_one(ct, x, y) for x, y in pts.tolist()]
+            out = [_transformOne(ct, x, y) for x, y in pts.tolist()]
     finally:
         gdal.PopErrorHandler()
     return numpy.array([p[:2] for p in out], dtype=numpy.float64).reshape(-1, 2)
 
 
-def _coordinate_transformation(src_sr, dst_sr):
+def _coordinateTransformation(src_sr, dst_sr):
     """An OSR transformation between two SRSs; ParameterError when none exists."""
     gdal.ErrorReset()
     try:
@@ -126,7 +126,7 @@ def _coordinate_transformation(src_sr, dst_sr):
     return ct
 
 
-def _transform_one(ct, x, y):
+def _transformOne(ct, x, y):
     """Transform a single point, giving inf when it cannot be transformed."""
     try:
         return ct.TransformPoint(x, y)
@@ -140,7 +140,7 @@ def preventGdal3axisSwap(sr):
         sr.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
 
 
-def _format_lines(pairs):
+def _formatLines(pairs):
     """One 'name value' line per pair, the name padded to 20 characters."""
     return "\n".join(f"{name:<20}{value}" for name, value in pairs)
 
@@ -153,13 +153,13 @@ class ImageInfo:
     """Georeferencing and per-band facts of a raster file, read once."""
 
     def __init__(self, filename, omitPerBand=False):
-        ds = open_dataset(filename, "raster")
+        ds = openDataset(filename, "raster")
         try:
-            self._read_dataset(ds, omitPerBand)
+            self._readDataset(ds, omitPerBand)
         finally:
             ds = None
 
-    def _read_dataset(self, ds, omit_per_band):
+    def _readDataset(self, ds, omit_per_band):
         gt = ds.GetGeoTransform()
         self.nrows = ds.RasterYSize
         self.ncols = ds.RasterXSize
@@ -178,10 +178,10 @@ class ImageInfo:
             for i in range(self.rasterCount):
                 band = ds.GetRasterBand(i + 1)
                 self.lnames.append(band.GetDescription())
-                self.nodataval.append(_band_nodata(band))
-        self._read_first_band(ds)
+                self.nodataval.append(_bandNodata(band))
+        self._readFirstBand(ds)
 
-    def _read_first_band(self, ds):
+    def _readFirstBand(self, ds):
         self.layerType = None
         self.dataType = None
         self.dataTypeName = None
@@ -192,7 +192,7 @@ class ImageInfo:
             self.dataTypeName = gdal.GetDataTypeName(band.DataType)
 
     def __str__(self):
-        return _format_lines((name, getattr(self, name)) for name in _IMAGEINFO_STR_ORDER)
+        return _formatLines((name, getattr(self, name)) for name in _IMAGEINFO_STR_ORDER)
 
     def layerNumberFromName(self, name):
         """The 1-based band number whose description is ``name``, or 0 if there is none."""
@@ -213,13 +213,13 @@ class ImageInfo:
         corners = numpy.array([
             (self.xMin, self.yMax), (self.xMax, self.yMax),
             (self.xMax, self.yMin), (self.xMin, self.yMin)], dtype=numpy.float64)
-        target_sr = _target_spatial_ref(outWKT, outEPSG, outPROJ4)
+        target_sr = _targetSpatialRef(outWKT, outEPSG, outPROJ4)
         if target_sr is not None:
-            corners = transform_points(corners, spatial_ref_from_wkt(self.projection), target_sr)
+            corners = transformPoints(corners, spatialRefFromWkt(self.projection), target_sr)
         return tuple(float(v) for v in corners.ravel())
 
 
-def _band_nodata(band):
+def _bandNodata(band):
     """The band's no-data value as a float, or None when it has none."""
     if band.DataType == getattr(gdal, "GDT_Int64", -1):
         value = band.GetNoDataValueAsInt64()
@@ -230,12 +230,12 @@ def _band_nodata(band):
     return None if value is None else float(value)
 
 
-def _target_spatial_ref(out_wkt, out_epsg, out_proj4):
+def _targetSpatialRef(out_wkt, out_epsg, out_proj4):
     """The SRS named by the first of WKT, EPSG code or PROJ string given (None if none)."""
     if out_wkt is not None:
-        return spatial_ref_from_wkt(out_wkt)
+        return spatialRefFromWkt(out_wkt)
     if out_epsg is not None:
-        return spatial_ref_from_epsg(out_epsg)
+        return spatialRefFromEpsg(out_epsg)
     if out_proj4 is not None:
         sr = osr.SpatialReference()
         try:
@@ -255,17 +255,17 @@ class ImageLayerStats:
     def __init__(self, band):
         metadata = band.GetMetadata() or {}
         for attr, key in _LAYER_STATS_KEYS:
-            setattr(self, attr, _parse_literal(metadata.get(key)))
-        self.histoCounts = _rat_pixel_counts(band)
+            setattr(self, attr, _parseLiteral(metadata.get(key)))
+        self.histoCounts = _ratPixelCounts(band)
         if self.histoCounts is None:
-            self.histoCounts = _metadata_histogram(metadata.get("STATISTICS_HISTOBINVALUES"))
+            self.histoCounts = _metadataHistogram(metadata.get("STATISTICS_HISTOBINVALUES"))
 
     def __str__(self):
         return (f"Mean: {self.mean}, Stddev: {self.stddev}, Min: {self.min}, "
                 f"Max: {self.max}, Median: {self.median}, Mode: {self.mode}")
 
 
-def _parse_literal(text):
+def _parseLiteral(text):
     """A metadata string as a Python number where possible (None stays None)."""
     if text is None:
         return None
@@ -279,25 +279,25 @@ def _parse_literal(text):
         return text
 
 
-def _metadata_histogram(text):
+def _metadataHistogram(text):
     """The '|'-separated histogram counts from metadata, as a list (None if absent)."""
     if text is None:
         return None
-    return [_parse_literal(piece) for piece in text.split("|") if piece.strip()]
+    return [_parseLiteral(piece) for piece in text.split("|") if piece.strip()]
 
 
-def _rat_pixel_counts(band):
+def _ratPixelCounts(band):
     """The PixelCount column of the band's RAT as an array, or None when there is none."""
     rat = band.GetDefaultRAT()
     if rat is None:
         return None
-    col = _find_column_by_usage(rat, gdal.GFU_PixelCount)
+    col = _findColumnByUsage(rat, gdal.GFU_PixelCount)
     if col < 0 or rat.GetRowCount() == 0:
         return None
     return rat.ReadAsArray(col)
 
 
-def _find_column_by_usage(rat, usage):
+def _findColumnByUsage(rat, usage):
     """Index of the first RAT column with the given usage, or -1."""
     for i in range(rat.GetColumnCount()):
         if rat.GetUsageOfCol(i) == usage:
@@ -309,7 +309,7 @@ class ImageFileStats:
     """ImageLayerStats for every band of a file; indexable from 0, one entry per band."""
 
     def __init__(self, filename):
-        ds = open_dataset(filename, "raster")
+        ds = openDataset(filename, "raster")
         try:
             self.statsList = [ImageLayerStats(ds.GetRasterBand(i + 1))
                               for i in range(ds.RasterCount)]
@@ -334,7 +334,7 @@ class VectorFileInfo:
     """A VectorLayerInfo per layer of a vector file; indexable from 0."""
 
     def __init__(self, filename):
-        ds = open_dataset(filename, "vector")
+        ds = openDataset(filename, "vector")
         try:
             self.layerCount = ds.GetLayerCount()
             self._layers = [VectorLayerInfo(ds, i) for i in range(self.layerCount)]
@@ -362,14 +362,14 @@ class VectorLayerInfo:
         layer = ds.GetLayer(i)
         self.name = layer.GetName()
         self.featureCount = layer.GetFeatureCount()
-        self.xMin, self.xMax, self.yMin, self.yMax = _layer_extent(layer)
+        self.xMin, self.xMax, self.yMin, self.yMax = _layerExtent(layer)
         self.geomType = layer.GetGeomType()
         if self.geomType in geometryTypeStringDict:
             self.geomTypeStr = geometryTypeStringDict[self.geomType]
-        self._read_fields(layer.GetLayerDefn())
-        self.spatialRef = _layer_spatial_ref(layer)
+        self._readFields(layer.GetLayerDefn())
+        self.spatialRef = _layerSpatialRef(layer)
 
-    def _read_fields(self, defn):
+    def _readFields(self, defn):
         fields = [defn.GetFieldDefn(k) for k in range(defn.GetFieldCount())]
         self.fieldCount = len(fields)
         self.fieldNames = [f.GetName() for f in fields]
@@ -377,7 +377,7 @@ class VectorLayerInfo:
         self.fieldTypeNames = [f.GetTypeName() for f in fields]
 
 
-def _layer_extent(layer):
+def _layerExtent(layer):
     """(xMin, xMax, yMin, yMax) of a layer, all None when OGR cannot give one."""
     try:
         extent = layer.GetExtent()
@@ -388,7 +388,7 @@ def _layer_extent(layer):
     return tuple(extent)
 
 
-def _layer_spatial_ref(layer):
+def _layerSpatialRef(layer):
     """An independent copy of the layer's SRS in traditional axis order (None if none)."""
     sr = layer.GetSpatialRef()
     if sr is None:
@@ -414,52 +414,52 @@ class ColumnStats:
         self.min = self.max = self.sum = None
         self.median = self.mode = None
         rat = band.GetDefaultRAT()
-        col = _find_column_by_name(rat, columnName)
+        col = _findColumnByName(rat, columnName)
         coltype = rat.GetTypeOfCol(col)
         if coltype == gdal.GFT_String:
             return
         values = rat.ReadAsArray(col).astype(numpy.float64)
-        weights = _row_weights(rat, histogramweighted)
+        weights = _rowWeights(rat, histogramweighted)
         if not includeImageNull:
-            _zero_null_row(weights, band.GetNoDataValue())
+            _zeroNullRow(weights, band.GetNoDataValue())
         self._compute(values, weights, coltype == gdal.GFT_Integer)
 
     def _compute(self, values, weights, int_column):
         total = weights.sum()
-        self.count = _as_number(total, True)
-        self.sum = _as_number((values * weights).sum(), int_column)
+        self.count = _asNumber(total, True)
+        self.sum = _asNumber((values * weights).sum(), int_column)
         used = weights != 0
         if used.any():
-            self.min = _as_number(values[used].min(), int_column)
-            self.max = _as_number(values[used].max(), int_column)
+            self.min = _asNumber(values[used].min(), int_column)
+            self.max = _asNumber(values[used].max(), int_column)
         if total != 0:
             mean = (values * weights).sum() / total
             self.mean = float(mean)
             self.stddev = float(numpy.sqrt((weights * (values - mean) ** 2).sum() / total))
 
 
-def _find_column_by_name(rat, columnName):
+def _findColumnByName(rat, columnName):
     """Index of the RAT column named ``columnName``; AttributeTableColumnError if none."""
-    col = -1 if rat is None else _column_index_or_minus_one(rat, columnName)
+    col = -1 if rat is None else _columnIndexOrMinusOne(rat, columnName)
     if col >= 0:
         return col
     raise rioserrors.AttributeTableColumnError(
         f"Raster attribute table has no column named '{columnName}'")
 
 
-def _row_weights(rat, histogramweighted):
+def _rowWeights(rat, histogramweighted):
     """Per-row weights: the pixel-count column if wanted and present, else all ones."""
     nrows = rat.GetRowCount()
     if histogramweighted:
-        col = _find_column_by_usage(rat, gdal.GFU_PixelCount)
+        col = _findColumnByUsage(rat, gdal.GFU_PixelCount)
         if col < 0:
-            col = _column_index_or_minus_one(rat, "Histogram")
+            col = _columnIndexOrMinusOne(rat, "Histogram")
         if col >= 0:
             return rat.ReadAsArray(col).astype(numpy.float64)
     return numpy.ones(nrows, dtype=numpy.float64)
 
 
-def _column_index_or_minus_one(rat, name):
+def _columnIndexOrMinusOne(rat, name):
     """Index of the first RAT column called ``name``, or -1."""
     for i in range(rat.GetColumnCount()):
         if rat.GetNameOfCol(i) == name:
@@ -467,7 +467,7 @@ def _column_index_or_minus_one(rat, name):
     return -1
 
 
-def _zero_null_row(weights, nullValue):
+def _zeroNullRow(weights, nullValue):
     """Give the row whose index equals the image null a weight of zero."""
     if nullValue is None or not float(nullValue).is_integer():
         return
@@ -476,7 +476,7 @@ def _zero_null_row(weights, nullValue):
         weights[row] = 0
 
 
-def _as_number(value, want_int):
+def _asNumber(value, want_int):
     """A numpy scalar as a Python int when wanted and whole, else as a float."""
     value = float(value)
     return int(value) if want_int and value.is_integer() else value
@@ -487,13 +487,13 @@ class RatStats:
 
     def __init__(self, filename, columnlist=None, layernum=1, includeImageNull=False,
                  histogramweighted=True):
-        ds = open_dataset(filename, "raster")
+        ds = openDataset(filename, "raster")
         try:
-            band = _get_band(ds, layernum, filename)
+            band = _getBand(ds, layernum, filename)
             rat = band.GetDefaultRAT()
-            names = columnlist if columnlist is not None else _all_column_names(rat)
+            names = columnlist if columnlist is not None else _allColumnNames(rat)
             for name in names:
-                col = _find_column_by_name(rat, name)
+                col = _findColumnByName(rat, name)
                 if rat.GetTypeOfCol(col) != gdal.GFT_String:
                     setattr(self, name, ColumnStats(band, name, includeImageNull,
                                                     histogramweighted))
@@ -502,7 +502,7 @@ class RatStats:
             ds = None
 
 
-def _get_band(ds, layernum, filename):
+def _getBand(ds, layernum, filename):
     """Band ``layernum`` (1-based) of ``ds``; GDALLayerNumberError when out of range."""
     if not 1 <= layernum <= ds.RasterCount:
         raise rioserrors.GDALLayerNumberError(
@@ -511,7 +511,7 @@ def _get_band(ds, layernum, filename):
     return ds.GetRasterBand(layernum)
 
 
-def _all_column_names(rat):
+def _allColumnNames(rat):
     """Names of every RAT column ([] when the band has no RAT)."""
     if rat is None:
         return []

@@ -15,9 +15,9 @@ from .const import BOUNDS_FROM_REFERENCE, INTERSECTION, UNION
 from .fileinfo import (
     ImageInfo,
     preventGdal3axisSwap,
-    spatial_ref_from_epsg,
-    spatial_ref_from_wkt,
-    transform_points,
+    spatialRefFromEpsg,
+    spatialRefFromWkt,
+    transformPoints,
 )
 
 _NUM_EDGE_POINTS = 101
@@ -64,7 +64,7 @@ class PixelGridDefn:
 
     def equalProjection(self, other):
         """True when OSR considers the two projections the same (None counts as empty)."""
-        return _same_projection(self.projection or "", other.projection or "")
+        return _sameProjection(self.projection or "", other.projection or "")
 
     def isComparable(self, other):
         """Same pixel size and same projection."""
@@ -92,17 +92,17 @@ class PixelGridDefn:
         ``otherspatialref`` is an osr.SpatialReference (not modified) or a WKT string.
         """
         if isinstance(otherspatialref, str):
-            other_sr = spatial_ref_from_wkt(otherspatialref)
+            other_sr = spatialRefFromWkt(otherspatialref)
         else:
             other_sr = otherspatialref.Clone()
             preventGdal3axisSwap(other_sr)
-        points = self._corners_and_centre()
-        moved = transform_points(points, spatial_ref_from_wkt(self.projection), other_sr)
+        points = self._cornersAndCentre()
+        moved = transformPoints(points, spatialRefFromWkt(self.projection), other_sr)
         shift = numpy.abs(moved - points)
         return bool(numpy.all(shift[:, 0] <= pixtolerance * self.xRes)
                     and numpy.all(shift[:, 1] <= pixtolerance * self.yRes))
 
-    def _corners_and_centre(self):
+    def _cornersAndCentre(self):
         xMid = (self.xMin + self.xMax) / 2
         yMid = (self.yMin + self.yMax) / 2
         return numpy.array([(self.xMin, self.yMax), (self.xMax, self.yMax),
@@ -124,16 +124,16 @@ class PixelGridDefn:
             raise rioserrors.IntersectionError(
                 f"The inputs have no area in common: grid ({self}) does not overlap "
                 f"grid ({other})")
-        return self._with_bounds(xMin, xMax, yMin, yMax)
+        return self._withBounds(xMin, xMax, yMin, yMax)
 
     def union(self, other):
         """The smallest grid covering two comparable grids (None if not comparable)."""
         if not self.isComparable(other):
             return None
-        return self._with_bounds(min(self.xMin, other.xMin), max(self.xMax, other.xMax),
+        return self._withBounds(min(self.xMin, other.xMin), max(self.xMax, other.xMax),
                                  min(self.yMin, other.yMin), max(self.yMax, other.yMax))
 
-    def _with_bounds(self, xMin, xMax, yMin, yMax):
+    def _withBounds(self, xMin, xMax, yMin, yMax):
         """A grid with new bounds and this grid's resolution and projection."""
         return PixelGridDefn(projection=self.projection, xMin=xMin, xMax=xMax, yMin=yMin,
                              yMax=yMax, xRes=self.xRes, yRes=self.yRes)
@@ -144,7 +144,7 @@ class PixelGridDefn:
         The box is found from 101 points along each edge; with ``snap`` each bound is
         moved to the nearest pixel edge of targetGrid.
         """
-        xs, ys = self._edge_points_in(targetGrid.projection)
+        xs, ys = self._edgePointsIn(targetGrid.projection)
         xMin, xMax, yMin, yMax = xs.min(), xs.max(), ys.min(), ys.max()
         if snap:
             xMin = self.snapToGrid(xMin, targetGrid.xMin, targetGrid.xRes)
@@ -155,7 +155,7 @@ class PixelGridDefn:
                              xMax=float(xMax), yMin=float(yMin), yMax=float(yMax),
                              xRes=targetGrid.xRes, yRes=targetGrid.yRes)
 
-    def _edge_points_in(self, target_projection):
+    def _edgePointsIn(self, target_projection):
         """x and y arrays of the densified outline, transformed (failed points dropped)."""
         n = _NUM_EDGE_POINTS
         outline = numpy.vstack([
@@ -163,7 +163,7 @@ class PixelGridDefn:
             self.densifyInterval(self.xMax, self.yMax, self.xMax, self.yMin, n),
             self.densifyInterval(self.xMax, self.yMin, self.xMin, self.yMin, n),
             self.densifyInterval(self.xMin, self.yMin, self.xMin, self.yMax, n)])
-        pts = _to_projection(outline, self.projection, target_projection)
+        pts = _toProjection(outline, self.projection, target_projection)
         pts = pts[numpy.all(numpy.isfinite(pts), axis=1)]
         if len(pts) == 0:
             raise rioserrors.IntersectionError(
@@ -197,31 +197,31 @@ class PixelGridDefn:
 
 
 @lru_cache(maxsize=256)
-def _same_projection(wkt1, wkt2):
+def _sameProjection(wkt1, wkt2):
     """OSR IsSame on two WKT strings; empty strings equal only each other."""
     if not wkt1 or not wkt2:
         return wkt1 == wkt2
     if wkt1 == wkt2:
         return True
     try:
-        sr1, sr2 = spatial_ref_from_wkt(wkt1), spatial_ref_from_wkt(wkt2)
+        sr1, sr2 = spatialRefFromWkt(wkt1), spatialRefFromWkt(wkt2)
     except rioserrors.ParameterError:
         return False
     return bool(sr1.IsSame(sr2))
 
 
-def _to_projection(points, src_wkt, dst_wkt):
+def _toProjection(points, src_wkt, dst_wkt):
     """Transform points between two WKT projections (identity when they are the same).
 
     Two empty projections are taken to be the same unknown projection.
     """
-    if _same_projection(src_wkt or "", dst_wkt or ""):
+    if _sameProjection(src_wkt or "", dst_wkt or ""):
         return numpy.array(points, dtype=numpy.float64)
     if not src_wkt or not dst_wkt:
         raise rioserrors.ParameterError(
             "Cannot reproject a pixel grid between a grid that has no projection and one "
             "that has; give every input a projection, or use inputs on one grid")
-    return transform_points(points, spatial_ref_from_wkt(src_wkt), spatial_ref_from_wkt(dst_wkt))
+    return transformPoints(points, spatialRefFromWkt(src_wkt), spatialRefFromWkt(dst_wkt))
 
 
 # ----------------------------------------------------------------------------------------
@@ -237,7 +237,7 @@ def findCommonRegion(gridList, refGrid, combine=INTERSECTION):
     if combine == BOUNDS_FROM_REFERENCE:
         return refGrid
     grids = removeSurrounding(gridList) if combine == INTERSECTION else list(gridList)
-    grids = [_onto_reference(grid, refGrid) for grid in grids]
+    grids = [_ontoReference(grid, refGrid) for grid in grids]
     if not grids:
         return None
     result = grids[0]
@@ -247,7 +247,7 @@ def findCommonRegion(gridList, refGrid, combine=INTERSECTION):
     return result
 
 
-def _onto_reference(grid, refGrid):
+def _ontoReference(grid, refGrid):
     """The grid itself when aligned with refGrid, else its reprojection onto refGrid."""
     if refGrid.alignedWith(grid):
         return grid
@@ -261,7 +261,7 @@ def removeSurrounding(gridList):
     has no usable projection nothing can be compared and the list is returned unchanged.
     """
     grids = list(gridList)
-    latlong = _latlong_copies(grids)
+    latlong = _latlongCopies(grids)
     if latlong is None:
         return grids
     keep = list(range(len(grids)))
@@ -276,25 +276,25 @@ def removeSurrounding(gridList):
     return [grids[i] for i in keep]
 
 
-def _latlong_copies(grids):
+def _latlongCopies(grids):
     """Each grid reprojected (unsnapped) onto a global 1-degree lat/long grid, or None."""
-    target = _global_latlong_grid()
+    target = _globalLatlongGrid()
     try:
         return [grid.reproject(target, snap=False) for grid in grids]
     except rioserrors.RiosError:
         return None
 
 
-def _global_latlong_grid():
+def _globalLatlongGrid():
     """A global EPSG:4326 grid of 1-degree pixels (longitude first)."""
-    return PixelGridDefn(projection=_latlong_wkt(), xMin=-180.0, xMax=180.0, yMin=-90.0, yMax=90.0,
+    return PixelGridDefn(projection=_latlongWkt(), xMin=-180.0, xMax=180.0, yMin=-90.0, yMax=90.0,
                          xRes=1.0, yRes=1.0)
 
 
 @lru_cache(maxsize=1)
-def _latlong_wkt():
+def _latlongWkt():
     """WKT of EPSG:4326 (built with ImportFromEPSG)."""
-    return spatial_ref_from_epsg(4326).ExportToWkt()
+    return spatialRefFromEpsg(4326).ExportToWkt()
 
 
 def pixelGridFromFile(filename):

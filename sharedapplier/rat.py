@@ -27,7 +27,7 @@ _GDAL_RAT_OFFSET_BUG = int(gdal.VersionInfo("VERSION_NUM")) < 3080000
 # Opening files and bands (helpers shared with colortable and ratapplier)
 # ---------------------------------------------------------------------------------------
 
-def open_dataset(imgFile, update=False):
+def openDataset(imgFile, update=False):
     """Open a raster with GDAL; raise FileOpenError naming the file if that fails."""
     mode = gdal.GA_Update if update else gdal.GA_ReadOnly
     name = os.fspath(imgFile)
@@ -40,7 +40,7 @@ def open_dataset(imgFile, update=False):
     return ds
 
 
-def get_band(ds, bandNumber):
+def getBand(ds, bandNumber):
     """The band ``bandNumber`` (1-based) of ``ds``, or GDALLayerNumberError."""
     count = ds.RasterCount
     if not 1 <= int(bandNumber) <= count:
@@ -50,19 +50,19 @@ def get_band(ds, bandNumber):
     return ds.GetRasterBand(int(bandNumber))
 
 
-def with_band(imgFile, bandNumber, update, func):
+def withBand(imgFile, bandNumber, update, func):
     """Call ``func(band)`` on a band of a file or dataset; close the file if we opened it."""
     if isinstance(imgFile, gdal.Dataset):
-        return func(get_band(imgFile, bandNumber))
-    ds = open_dataset(imgFile, update)
+        return func(getBand(imgFile, bandNumber))
+    ds = openDataset(imgFile, update)
     try:
-        return func(get_band(ds, bandNumber))
+        return func(getBand(ds, bandNumber))
     finally:
         ds.FlushCache()
         del ds
 
 
-def band_file_name(gdalBand):
+def bandFileName(gdalBand):
     """The file name of the dataset a band belongs to (for messages)."""
     try:
         return gdalBand.GetDataset().GetDescription()
@@ -74,22 +74,22 @@ def band_file_name(gdalBand):
 # Column lookup and value conversion
 # ---------------------------------------------------------------------------------------
 
-def rat_column_names(rat):
+def ratColumnNames(rat):
     """The names of all columns of a RAT (empty list for None)."""
     if rat is None:
         return []
     return [rat.GetNameOfCol(i) for i in range(rat.GetColumnCount())]
 
 
-def find_column(rat, colName):
+def findColumn(rat, colName):
     """Index of the column called ``colName``, or -1."""
-    names = rat_column_names(rat)
+    names = ratColumnNames(rat)
     return names.index(colName) if colName in names else -1
 
 
-def missing_column_error(colName, filename, rat):
+def missingColumnError(colName, filename, rat):
     """An AttributeTableColumnError naming the column, the file and the existing columns."""
-    existing = rat_column_names(rat)
+    existing = ratColumnNames(rat)
     return rioserrors.AttributeTableColumnError(
         f"column {colName!r} not found in the raster attribute table of {filename!r}; "
         f"existing columns: {existing}")
@@ -100,7 +100,7 @@ def isColorColFromUsage(usage):
     return usage in COLOR_USAGES
 
 
-def to_string_dtype(values):
+def toStringDtype(values):
     """Decode a fixed-width bytes array (UTF-8) into numpy's StringDType."""
     if not hasattr(numpy, "dtypes") or not hasattr(numpy.dtypes, "StringDType"):
         return values
@@ -108,7 +108,7 @@ def to_string_dtype(values):
     return decoded.astype(numpy.dtypes.StringDType())
 
 
-def _offset_io_is_broken(rat, start):
+def _offsetIoIsBroken(rat, start):
     """True where GDAL's generic in-memory RAT mis-handles a start row other than 0.
 
     Before GDAL 3.8 the base ``ValuesIO`` indexes the caller's buffer by absolute row,
@@ -118,41 +118,41 @@ def _offset_io_is_broken(rat, start):
     return start > 0 and _GDAL_RAT_OFFSET_BUG and not rat.ChangesAreWrittenToFile()
 
 
-def read_rat_rows(rat, colIdx, start, length):
+def readRatRows(rat, colIdx, start, length):
     """Rows ``start:start+length`` of a RAT column, as GDAL returns them."""
-    if _offset_io_is_broken(rat, start):
+    if _offsetIoIsBroken(rat, start):
         return rat.ReadAsArray(colIdx, 0, start + length)[start:]
     return rat.ReadAsArray(colIdx, start, length)
 
 
-def write_rat_rows(rat, values, colIdx, start=0):
+def writeRatRows(rat, values, colIdx, start=0):
     """Write ``values`` into a RAT column from row ``start`` on."""
-    if _offset_io_is_broken(rat, start):
+    if _offsetIoIsBroken(rat, start):
         values = numpy.concatenate([rat.ReadAsArray(colIdx, 0, start), values])
         start = 0
     rat.WriteArray(values, colIdx, start)
 
 
-def read_rat_values(rat, colIdx, start=0, length=None, useStringDType=False):
+def readRatValues(rat, colIdx, start=0, length=None, useStringDType=False):
     """Read rows of a RAT column, scaling real colour columns to 0..255 integers."""
     if length is None:
         length = rat.GetRowCount() - start
-    values = read_rat_rows(rat, colIdx, start, length)
+    values = readRatRows(rat, colIdx, start, length)
     coltype = rat.GetTypeOfCol(colIdx)
     if coltype == gdal.GFT_Real and isColorColFromUsage(rat.GetUsageOfCol(colIdx)):
         values = numpy.round(values * 255).astype(numpy.int32)
     elif coltype == gdal.GFT_String and useStringDType:
-        values = to_string_dtype(values)
+        values = toStringDtype(values)
     return values
 
 
-def _is_string_dtype(dtype):
+def _isStringDtype(dtype):
     return dtype.kind in ("U", "T")
 
 
-def _encode_strings(arr):
+def _encodeStrings(arr):
     """Turn unicode or StringDType arrays into UTF-8 fixed-width bytes."""
-    if _is_string_dtype(arr.dtype):
+    if _isStringDtype(arr.dtype):
         return _NP_STRINGS.encode(arr, "utf-8")
     if arr.dtype.kind == "O":
         items = [v if isinstance(v, bytes) else str(v).encode("utf-8") for v in arr]
@@ -160,7 +160,7 @@ def _encode_strings(arr):
     return arr
 
 
-def _checked_ints(arr, colName):
+def _checkedInts(arr, colName):
     if arr.size and (arr.min() < _INT32_MIN or arr.max() > _INT32_MAX):
         raise rioserrors.AttributeTableTypeError(
             f"values for integer column {colName!r} do not fit in 32 bits "
@@ -168,7 +168,7 @@ def _checked_ints(arr, colName):
     return arr
 
 
-def _numeric_values(arr, coltype, usage, colName):
+def _numericValues(arr, coltype, usage, colName):
     """Values for an integer or real column (ints into real colour columns become 0..1)."""
     if arr.dtype.kind == "O":
         arr = numpy.asarray(arr.tolist())
@@ -181,11 +181,11 @@ def _numeric_values(arr, coltype, usage, colName):
             return arr.astype(numpy.float64) / 255.0
         return arr.astype(numpy.float64)
     if arr.dtype.kind in "iu":
-        return _checked_ints(arr, colName)
+        return _checkedInts(arr, colName)
     return arr
 
 
-def prepare_values_for_rat(sequence, coltype, usage, colName=""):
+def prepareValuesForRat(sequence, coltype, usage, colName=""):
     """Convert a sequence into an array GDAL can write to a column of the given type/usage."""
     arr = numpy.asarray(sequence)
     if arr.ndim != 1:
@@ -194,8 +194,8 @@ def prepare_values_for_rat(sequence, coltype, usage, colName=""):
     if arr.dtype.kind == "b":
         arr = arr.astype(numpy.int32)
     if coltype == gdal.GFT_String:
-        return _encode_strings(arr)
-    return _numeric_values(arr, coltype, usage, colName)
+        return _encodeStrings(arr)
+    return _numericValues(arr, coltype, usage, colName)
 
 # ---------------------------------------------------------------------------------------
 # Column reading
@@ -204,40 +204,40 @@ def prepare_values_for_rat(sequence, coltype, usage, colName=""):
 def readColumnFromBand(gdalBand, colName, useStringDType=False):
     """Read a whole RAT column of a band as a numpy array."""
     rat = gdalBand.GetDefaultRAT()
-    idx = find_column(rat, colName)
+    idx = findColumn(rat, colName)
     if idx < 0:
-        raise missing_column_error(colName, band_file_name(gdalBand), rat)
-    return read_rat_values(rat, idx, useStringDType=useStringDType)
+        raise missingColumnError(colName, bandFileName(gdalBand), rat)
+    return readRatValues(rat, idx, useStringDType=useStringDType)
 
 
 def readColumn(imgFile, colName, bandNumber=1, useStringDType=False):
     """Read a whole RAT column from a file (or open dataset)."""
-    return with_band(imgFile, bandNumber, False,
+    return withBand(imgFile, bandNumber, False,
                      lambda band: readColumnFromBand(band, colName, useStringDType))
 
 
 def getColumnNamesFromBand(gdalBand):
     """The names of the RAT columns of a band (empty when it has no RAT)."""
-    return rat_column_names(gdalBand.GetDefaultRAT())
+    return ratColumnNames(gdalBand.GetDefaultRAT())
 
 
 def getColumnNames(imgFile, bandNumber=1):
     """The names of the RAT columns of a band of a file (or open dataset)."""
-    return with_band(imgFile, bandNumber, False, getColumnNamesFromBand)
+    return withBand(imgFile, bandNumber, False, getColumnNamesFromBand)
 
 
 def getUsageOfColumnFromBand(gdalBand, colName):
     """The GDAL usage code (GFU_*) of a RAT column."""
     rat = gdalBand.GetDefaultRAT()
-    idx = find_column(rat, colName)
+    idx = findColumn(rat, colName)
     if idx < 0:
-        raise missing_column_error(colName, band_file_name(gdalBand), rat)
+        raise missingColumnError(colName, bandFileName(gdalBand), rat)
     return rat.GetUsageOfCol(idx)
 
 
 def getUsageOfColumn(imgFile, colName, bandNumber=1):
     """The GDAL usage code of a RAT column of a file (or open dataset)."""
-    return with_band(imgFile, bandNumber, False,
+    return withBand(imgFile, bandNumber, False,
                      lambda band: getUsageOfColumnFromBand(band, colName))
 
 
@@ -248,7 +248,7 @@ def getUsageOfColumn(imgFile, colName, bandNumber=1):
 def inferColumnType(sequence):
     """The GDAL column type (GFT_*) suited to a sequence, judged by its first element."""
     if len(sequence) == 0:
-        return _infer_from_dtype(getattr(sequence, "dtype", None))
+        return _inferFromDtype(getattr(sequence, "dtype", None))
     first = sequence[0]
     if isinstance(first, numpy.bool_):
         return None
@@ -261,7 +261,7 @@ def inferColumnType(sequence):
     return None
 
 
-def _infer_from_dtype(dtype):
+def _inferFromDtype(dtype):
     if dtype is None:
         return None
     kinds = {"i": gdal.GFT_Integer, "u": gdal.GFT_Integer, "f": gdal.GFT_Real,
@@ -269,7 +269,7 @@ def _infer_from_dtype(dtype):
     return kinds.get(dtype.kind)
 
 
-def checked_column_type(colName, sequence, colType):
+def checkedColumnType(colName, sequence, colType):
     """The column type to use (inferred if None); AttributeTableTypeError if unusable."""
     if colType is None:
         colType = inferColumnType(sequence)
@@ -285,7 +285,7 @@ def checked_column_type(colName, sequence, colType):
     return colType
 
 
-def _blank_values(colType, count):
+def _blankValues(colType, count):
     if colType == gdal.GFT_String:
         return numpy.full(count, b"", dtype="S1")
     if colType == gdal.GFT_Real:
@@ -293,41 +293,41 @@ def _blank_values(colType, count):
     return numpy.zeros(count, dtype=numpy.int32)
 
 
-def _fill_rows(rat, colIdx, start, stop):
+def _fillRows(rat, colIdx, start, stop):
     """Write blanks to rows start..stop-1 of a driver (write-through) table.
 
     HFA allocates space for new rows without writing it, and later fails to read rows
     that were never written; in-memory tables start out zeroed and need no fill.
     """
     if stop > start and rat.ChangesAreWrittenToFile():
-        write_rat_rows(rat, _blank_values(rat.GetTypeOfCol(colIdx), stop - start), colIdx, start)
+        writeRatRows(rat, _blankValues(rat.GetTypeOfCol(colIdx), stop - start), colIdx, start)
 
 
-def create_column(rat, colName, colType, colUsage):
+def createColumn(rat, colName, colType, colUsage):
     """Append a column (blank in every existing row) and return its index."""
     rat.CreateColumn(colName, colType, colUsage)
     idx = rat.GetColumnCount() - 1
-    _fill_rows(rat, idx, 0, rat.GetRowCount())
+    _fillRows(rat, idx, 0, rat.GetRowCount())
     return idx
 
 
-def find_or_create_column(rat, colName, colType, colUsage):
+def findOrCreateNamedColumn(rat, colName, colType, colUsage):
     """Index of ``colName`` in ``rat``, creating the column if it is missing."""
-    idx = find_column(rat, colName)
-    return idx if idx >= 0 else create_column(rat, colName, colType, colUsage)
+    idx = findColumn(rat, colName)
+    return idx if idx >= 0 else createColumn(rat, colName, colType, colUsage)
 
 
-def set_row_count(rat, count):
+def setRatRowCount(rat, count):
     """Set a RAT's row count; rows added to a driver table are written as blanks."""
     old = rat.GetRowCount()
     if count == old:
         return
     rat.SetRowCount(count)
     for idx in range(rat.GetColumnCount()):
-        _fill_rows(rat, idx, old, count)
+        _fillRows(rat, idx, old, count)
 
 
-def rat_for_update(gdalBand):
+def ratForUpdate(gdalBand):
     """The band's RAT, copied when it lives in memory only, or a new empty table.
 
     A copy is needed because putting a table back on the band frees the band's own one.
@@ -338,7 +338,7 @@ def rat_for_update(gdalBand):
     return rat if rat.ChangesAreWrittenToFile() else rat.Clone()
 
 
-def set_rat_on_band(gdalBand, rat):
+def setRatOnBand(gdalBand, rat):
     """Put an in-memory RAT back on its band (quietly, as not all drivers support it)."""
     if rat.ChangesAreWrittenToFile():
         return
@@ -351,13 +351,13 @@ def set_rat_on_band(gdalBand, rat):
         gdal.PopErrorHandler()
 
 
-def _row_count_for_band(gdalBand, colName, nvalues):
+def _rowCountForBand(gdalBand, colName, nvalues):
     if gdalBand.DataType != gdal.GDT_Byte:
         return nvalues
     if nvalues > 256:
         raise rioserrors.ArrayShapeError(
             f"column {colName!r} has {nvalues} values, but the raster attribute table of "
-            f"the Byte band of {band_file_name(gdalBand)!r} has exactly 256 rows")
+            f"the Byte band of {bandFileName(gdalBand)!r} has exactly 256 rows")
     return 256
 
 
@@ -369,20 +369,20 @@ def writeColumnToBand(gdalBand, colName, sequence, colType=None, colUsage=gdal.G
     if isinstance(sequence, numpy.ndarray) and sequence.ndim != 1:
         raise rioserrors.ArrayShapeError(
             f"values for column {colName!r} must be 1-D, got shape {sequence.shape}")
-    colType = checked_column_type(colName, sequence, colType)
-    rat = rat_for_update(gdalBand)
-    idx = find_or_create_column(rat, colName, colType, colUsage)
-    values = prepare_values_for_rat(sequence, rat.GetTypeOfCol(idx), rat.GetUsageOfCol(idx),
+    colType = checkedColumnType(colName, sequence, colType)
+    rat = ratForUpdate(gdalBand)
+    idx = findOrCreateNamedColumn(rat, colName, colType, colUsage)
+    values = prepareValuesForRat(sequence, rat.GetTypeOfCol(idx), rat.GetUsageOfCol(idx),
                                     colName)
-    set_row_count(rat, _row_count_for_band(gdalBand, colName, len(values)))
+    setRatRowCount(rat, _rowCountForBand(gdalBand, colName, len(values)))
     rat.WriteArray(values, idx)
-    set_rat_on_band(gdalBand, rat)
+    setRatOnBand(gdalBand, rat)
 
 
 def writeColumn(imgFile, colName, sequence, colType=None, bandNumber=1,
                 colUsage=gdal.GFU_Generic):
     """Write a sequence into a RAT column of a file (opened for update) or dataset."""
-    with_band(imgFile, bandNumber, True,
+    withBand(imgFile, bandNumber, True,
               lambda band: writeColumnToBand(band, colName, sequence, colType, colUsage))
 
 
@@ -390,11 +390,11 @@ def writeColumn(imgFile, colName, sequence, colType=None, bandNumber=1,
 # Colour tables (GDAL colour-table API)
 # ---------------------------------------------------------------------------------------
 
-def _color_table_array(gdalBand):
+def _colorTableArray(gdalBand):
     ct = gdalBand.GetColorTable()
     if ct is None:
         raise rioserrors.AttributeTableColumnError(
-            f"band {gdalBand.GetBand()} of {band_file_name(gdalBand)!r} has no colour table")
+            f"band {gdalBand.GetBand()} of {bandFileName(gdalBand)!r} has no colour table")
     count = ct.GetCount()
     table = numpy.zeros((count, 5), dtype=numpy.int32)
     table[:, 0] = numpy.arange(count)
@@ -405,10 +405,10 @@ def _color_table_array(gdalBand):
 
 def getColorTable(imgFile, bandNumber=1):
     """The colour table of a band as an int array of rows (value, R, G, B, alpha)."""
-    return with_band(imgFile, bandNumber, False, _color_table_array)
+    return withBand(imgFile, bandNumber, False, _colorTableArray)
 
 
-def _split_color_table(colorTblArray):
+def _splitColorTable(colorTblArray):
     """(values, colours) from a 5-column (value, R, G, B, A) or legacy 4-column table."""
     arr = numpy.asarray(colorTblArray)
     if arr.ndim != 2 or arr.shape[1] not in (4, 5) or arr.shape[0] == 0:
@@ -420,7 +420,7 @@ def _split_color_table(colorTblArray):
     return arr[:, 0], arr[:, 1:]
 
 
-def _check_color_values(values, colours):
+def _checkColorValues(values, colours):
     if not numpy.all(numpy.equal(numpy.mod(values, 1), 0)) or values.min() < 0:
         raise rioserrors.ParameterError(
             "colour table values must be non-negative integers; got "
@@ -430,10 +430,10 @@ def _check_color_values(values, colours):
             f"colour components must lie in 0..255; got {colours.min()}..{colours.max()}")
 
 
-def _full_color_table(colorTblArray, isByte):
+def _fullColorTable(colorTblArray, isByte):
     """A dense (N, 4) table indexed by pixel value; gaps are (0, 0, 0, 0)."""
-    values, colours = _split_color_table(colorTblArray)
-    _check_color_values(values, colours)
+    values, colours = _splitColorTable(colorTblArray)
+    _checkColorValues(values, colours)
     values = values.astype(numpy.int64)
     size = int(values.max()) + 1
     if isByte:
@@ -444,8 +444,8 @@ def _full_color_table(colorTblArray, isByte):
     return full
 
 
-def _set_color_table_on_band(gdalBand, colorTblArray):
-    full = _full_color_table(colorTblArray, gdalBand.DataType == gdal.GDT_Byte)
+def _setColorTableOnBand(gdalBand, colorTblArray):
+    full = _fullColorTable(colorTblArray, gdalBand.DataType == gdal.GDT_Byte)
     if len(full) > MAX_RECOMMENDED_COLOR_TABLE:
         warnings.warn(
             f"a colour table of {len(full)} entries is large for GDAL's colour-table API; "
@@ -459,8 +459,8 @@ def _set_color_table_on_band(gdalBand, colorTblArray):
 
 def setColorTable(imgfile, colorTblArray, layernum=1):
     """Set a band's colour table from rows (value, R, G, B, alpha) or legacy (R, G, B, A)."""
-    with_band(imgfile, layernum, True,
-              lambda band: _set_color_table_on_band(band, colorTblArray))
+    withBand(imgfile, layernum, True,
+              lambda band: _setColorTableOnBand(band, colorTblArray))
 
 
 # ---------------------------------------------------------------------------------------

@@ -11,19 +11,19 @@ from osgeo import gdal
 
 from sharedapplier import rioserrors
 from sharedapplier.rat import (
-    find_column,
-    find_or_create_column,
-    get_band,
+    findColumn,
+    findOrCreateNamedColumn,
+    getBand,
     inferColumnType,
-    missing_column_error,
-    open_dataset,
-    prepare_values_for_rat,
-    rat_column_names,
-    rat_for_update,
-    read_rat_values,
-    set_rat_on_band,
-    set_row_count,
-    write_rat_rows,
+    missingColumnError,
+    openDataset,
+    prepareValuesForRat,
+    ratColumnNames,
+    ratForUpdate,
+    readRatValues,
+    setRatOnBand,
+    setRatRowCount,
+    writeRatRows,
 )
 
 try:
@@ -162,7 +162,7 @@ class RatApplierState:
 # Open files
 # ---------------------------------------------------------------------------------------
 
-def _string_dtype_available():
+def _stringDtypeAvailable():
     return hasattr(numpy, "dtypes") and hasattr(numpy.dtypes, "StringDType")
 
 
@@ -172,8 +172,8 @@ class FileHandles:
     def __init__(self, handle, ds, rat):
         self.handle = handle
         self.ds = ds
-        self.band = get_band(ds, handle.layernum)
-        self.rat = rat if rat is not None else rat_for_update(self.band)
+        self.band = getBand(ds, handle.layernum)
+        self.rat = rat if rat is not None else ratForUpdate(self.band)
         self.outrow = 0
         self.written = False
 
@@ -181,11 +181,11 @@ class FileHandles:
     def name(self):
         return f"layer {self.handle.layernum} of {self.handle.filename!r}"
 
-    def finish_output(self):
+    def finishOutput(self):
         """Trim the RAT to the rows written and save it on the band if it is in memory."""
         if self.written and self.rat.GetRowCount() > self.outrow:
-            set_row_count(self.rat, self.outrow)
-        set_rat_on_band(self.band, self.rat)
+            setRatRowCount(self.rat, self.outrow)
+        setRatOnBand(self.band, self.rat)
 
     def getRatObj(self):
         """The band's GDAL RasterAttributeTable."""
@@ -197,7 +197,7 @@ class FileHandles:
 
     def setRowCount(self, rowCount):
         """Give the RAT ``rowCount`` rows."""
-        set_row_count(self.rat, rowCount)
+        setRatRowCount(self.rat, rowCount)
 
     def close(self):
         """Drop this handle's GDAL objects (the collection closes the dataset)."""
@@ -213,12 +213,12 @@ class FileHandlesCollection:
         self.by_layer = {}
         self.outputs = []
         try:
-            self._open_all(inRats, outRats)
+            self._openAll(inRats, outRats)
         except BaseException:
             self.close()
             raise
 
-    def _open_all(self, inRats, outRats):
+    def _openAll(self, inRats, outRats):
         for handle in _handles(outRats):
             self._add(handle, update=True)
             if self.by_handle[handle] not in self.outputs:
@@ -229,10 +229,10 @@ class FileHandlesCollection:
     def _add(self, handle, update):
         if handle in self.by_handle:
             return
-        _check_handle(handle)
+        _checkHandle(handle)
         ds = self.checkExistingDS(handle)
         if ds is None:
-            ds = open_dataset(handle.filename, update)
+            ds = openDataset(handle.filename, update)
             self.datasets[handle.filename] = ds
         key = (handle.filename, handle.layernum)
         shared = self.by_layer.get(key)
@@ -269,9 +269,9 @@ class FileHandlesCollection:
                 "there are no input RATs: set the row count with controls.setRowCount()")
         return next(iter(sizes.values()))
 
-    def finish_outputs(self):
+    def finishOutputs(self):
         for fh in self.outputs:
-            fh.finish_output()
+            fh.finishOutput()
 
     def close(self):
         """Drop every GDAL object, flushing and closing the datasets."""
@@ -289,7 +289,7 @@ def _handles(rats):
     return [getattr(rats, name) for name in rats.getRatList()] if rats is not None else []
 
 
-def _check_handle(handle):
+def _checkHandle(handle):
     if isinstance(handle, RatZarrHandle):
         raise rioserrors.UnavailableError(
             f"{handle!r}: Zarr RATs are not supported by sharedapplier.ratapplier")
@@ -321,11 +321,11 @@ class RatBlockAssociation:
 
     def _read(self, colName):
         rat = self._fh.rat
-        idx = find_column(rat, colName)
+        idx = findColumn(rat, colName)
         if idx < 0:
-            raise missing_column_error(colName, self._fh.handle.filename, rat)
+            raise missingColumnError(colName, self._fh.handle.filename, rat)
         state = self._state
-        return read_rat_values(rat, idx, state.startrow, state.blockLen, self._useStringDType)
+        return readRatValues(rat, idx, state.startrow, state.blockLen, self._useStringDType)
 
     def setUsage(self, colName, usage):
         """Set the GDAL usage (GFU_*) given to ``colName`` if it has to be created."""
@@ -335,39 +335,39 @@ class RatBlockAssociation:
         """The usage set for ``colName`` (GFU_Generic if none)."""
         return self._usages.get(colName, gdal.GFU_Generic)
 
-    def column_values(self):
+    def columnValues(self):
         """The columns read or queued in this block, by name."""
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
-    def clear_block(self):
-        for name in list(self.column_values()):
+    def clearBlock(self):
+        for name in list(self.columnValues()):
             del self.__dict__[name]
 
-    clearCache = clear_block
+    clearCache = clearBlock
 
     def writeCache(self, rowCount, controls):
         """Write this block's queued output columns at the handle's output row."""
-        _write_output_block(self, rowCount, controls)
+        _writeOutputBlock(self, rowCount, controls)
 
     def finaliseRowCount(self):
         """Trim an output RAT to the rows written (and keep it on its band)."""
-        self._fh.finish_output()
+        self._fh.finishOutput()
 
     def guessNewRowCount(self, nrows, rowCount, controls):
         """The row count the output RAT needs before ``nrows`` more rows are written."""
-        return _new_row_count(self._fh, nrows, rowCount, controls)
+        return _newRowCount(self._fh, nrows, rowCount, controls)
 
     @staticmethod
     def checkZarrfileParams(blockLen):
         """The chunk length a Zarr RAT would get for ``blockLen`` (RatBlockLengthError
         when none fits); Zarr RATs themselves are not supported here."""
-        return zarr_chunk_size(blockLen)
+        return zarrChunkSize(blockLen)
 
 
-def _block_arrays(assoc):
+def _blockArrays(assoc):
     """The queued output columns as 1-D arrays of one common length."""
     arrays = {}
-    for name, values in assoc.column_values().items():
+    for name, values in assoc.columnValues().items():
         arr = numpy.asarray(values)
         if arr.ndim != 1:
             raise rioserrors.ArrayShapeError(
@@ -392,11 +392,11 @@ class BlockCollection:
     def associations(self):
         return list(self.__dict__.values())
 
-    def clear_block(self):
+    def clearBlock(self):
         for assoc in self.associations():
-            assoc.clear_block()
+            assoc.clearBlock()
 
-    clearCache = clear_block
+    clearCache = clearBlock
 
     def writeCache(self, rowCount, controls):
         """Write every handle's queued output columns (see RatBlockAssociation)."""
@@ -413,15 +413,15 @@ class BlockCollection:
 # Writing
 # ---------------------------------------------------------------------------------------
 
-def _grow_rows(fh, nrows, rowCount, controls):
+def _growRows(fh, nrows, rowCount, controls):
     """Make room in an output RAT for ``nrows`` more rows at its output position."""
     current = fh.rat.GetRowCount()
-    target = _new_row_count(fh, nrows, rowCount, controls)
+    target = _newRowCount(fh, nrows, rowCount, controls)
     if target != current and (controls.outputRowCountMethod == RCM_FIXED or target > current):
-        set_row_count(fh.rat, target)
+        setRatRowCount(fh.rat, target)
 
 
-def _new_row_count(fh, nrows, rowCount, controls):
+def _newRowCount(fh, nrows, rowCount, controls):
     """The row count an output RAT must have to take ``nrows`` more rows."""
     needed = fh.outrow + nrows
     current = fh.rat.GetRowCount()
@@ -441,8 +441,8 @@ def _new_row_count(fh, nrows, rowCount, controls):
     return target
 
 
-def _output_column(fh, assoc, name, arr):
-    idx = find_column(fh.rat, name)
+def _outputColumn(fh, assoc, name, arr):
+    idx = findColumn(fh.rat, name)
     if idx >= 0:
         return idx
     colType = inferColumnType(arr)
@@ -450,22 +450,22 @@ def _output_column(fh, assoc, name, arr):
         kind = arr.dtype if arr.size == 0 else type(arr[0]).__name__
         raise rioserrors.AttributeTableTypeError(
             f"cannot infer a column type for new column {name!r} of {fh.name} from {kind}")
-    return find_or_create_column(fh.rat, name, colType, assoc.getUsage(name))
+    return findOrCreateNamedColumn(fh.rat, name, colType, assoc.getUsage(name))
 
 
-def _write_output_block(assoc, rowCount, controls):
-    arrays = _block_arrays(assoc)
+def _writeOutputBlock(assoc, rowCount, controls):
+    arrays = _blockArrays(assoc)
     if not arrays:
         return
     fh = assoc._fh
     nrows = len(next(iter(arrays.values())))
-    _grow_rows(fh, nrows, rowCount, controls)
+    _growRows(fh, nrows, rowCount, controls)
     for name, arr in arrays.items():
-        idx = _output_column(fh, assoc, name, arr)
-        values = prepare_values_for_rat(arr, fh.rat.GetTypeOfCol(idx),
+        idx = _outputColumn(fh, assoc, name, arr)
+        values = prepareValuesForRat(arr, fh.rat.GetTypeOfCol(idx),
                                         fh.rat.GetUsageOfCol(idx), name)
         if nrows:
-            write_rat_rows(fh.rat, values, idx, fh.outrow)
+            writeRatRows(fh.rat, values, idx, fh.outrow)
     fh.outrow += nrows
     fh.written = True
 
@@ -485,7 +485,7 @@ class _Progress:
             progress.setTotalSteps(100)
             progress.setProgress(0)
 
-    def block_done(self, i):
+    def blockDone(self, i):
         if self.progress is None:
             return
         percent = int(i * 100 / self.numBlocks)
@@ -498,19 +498,19 @@ class _Progress:
             self.progress.setProgress(100)
 
 
-def _run_blocks(userFunc, otherargs, controls, state, inputs, outputs):
+def _runBlocks(userFunc, otherargs, controls, state, inputs, outputs):
     blockLen = controls.blockLen
     numBlocks = math.ceil(state.rowCount / blockLen)
     progress = _Progress(controls.progress, numBlocks)
     extra = () if otherargs is None else (otherargs,)
     for i in range(numBlocks):
         state.setBlock(i, blockLen)
-        inputs.clear_block()
-        outputs.clear_block()
+        inputs.clearBlock()
+        outputs.clearBlock()
         userFunc(state, inputs, outputs, *extra)
         for assoc in outputs.associations():
-            _write_output_block(assoc, state.rowCount, controls)
-        progress.block_done(i)
+            _writeOutputBlock(assoc, state.rowCount, controls)
+        progress.blockDone(i)
     progress.finish()
 
 
@@ -521,15 +521,15 @@ def apply(userFunc, inRats, outRats, otherargs=None, controls=None):
     if not isinstance(controls, RatApplierControls):
         raise rioserrors.WrongControlsObject(
             f"controls must be a RatApplierControls, got {type(controls).__name__}")
-    useStringDType = controls.useStringDType and _string_dtype_available()
+    useStringDType = controls.useStringDType and _stringDtypeAvailable()
     fhcollection = FileHandlesCollection(inRats, outRats)
     try:
         rowCount = fhcollection.getRowCount(inRats or RatAssociations(), controls)
         state = RatApplierState(rowCount)
         inputs = BlockCollection(inRats, fhcollection, state, True, useStringDType)
         outputs = BlockCollection(outRats, fhcollection, state, False)
-        _run_blocks(userFunc, otherargs, controls, state, inputs, outputs)
-        fhcollection.finish_outputs()
+        _runBlocks(userFunc, otherargs, controls, state, inputs, outputs)
+        fhcollection.finishOutputs()
     finally:
         fhcollection.close()
 
@@ -538,7 +538,7 @@ def apply(userFunc, inRats, outRats, otherargs=None, controls=None):
 # copyRAT and helpers
 # ---------------------------------------------------------------------------------------
 
-def zarr_chunk_size(blockLen):
+def zarrChunkSize(blockLen):
     """A Zarr chunk length dividing ``blockLen``, between 100000 and 999999 if possible."""
     j = math.ceil(blockLen / _ZARR_MAX_CHUNK)
     while blockLen % j != 0 and blockLen / j > _ZARR_MIN_CHUNK:
@@ -556,32 +556,32 @@ def internalCopyRAT(info, inputs, outputs, otherargs):
         setattr(outputs.outrat, name, getattr(inputs.inrat, name))
 
 
-def _as_handle(fileOrHandle):
+def _asHandle(fileOrHandle):
     if isinstance(fileOrHandle, (RatHandle, RatZarrHandle)):
-        _check_handle(fileOrHandle)
+        _checkHandle(fileOrHandle)
         return fileOrHandle
     return RatHandle(fileOrHandle)
 
 
-def _column_specs(handle, omit):
+def _columnSpecs(handle, omit):
     """(name, type, usage) of each input column not omitted."""
-    ds = open_dataset(handle.filename, update=False)
+    ds = openDataset(handle.filename, update=False)
     try:
-        rat = get_band(ds, handle.layernum).GetDefaultRAT()
+        rat = getBand(ds, handle.layernum).GetDefaultRAT()
         return [(name, rat.GetTypeOfCol(i), rat.GetUsageOfCol(i))
-                for i, name in enumerate(rat_column_names(rat)) if name not in omit]
+                for i, name in enumerate(ratColumnNames(rat)) if name not in omit]
     finally:
         del ds
 
 
-def _create_output_columns(handle, specs):
+def _createOutputColumns(handle, specs):
     """Create the output columns with the input's types and usages before copying."""
-    ds = open_dataset(handle.filename, update=True)
+    ds = openDataset(handle.filename, update=True)
     try:
         fh = FileHandles(handle, ds, None)
         for name, coltype, usage in specs:
-            find_or_create_column(fh.rat, name, coltype, usage)
-        set_rat_on_band(fh.band, fh.rat)
+            findOrCreateNamedColumn(fh.rat, name, coltype, usage)
+        setRatOnBand(fh.band, fh.rat)
         fh.rat = fh.band = fh.ds = None
         ds.FlushCache()
     finally:
@@ -590,10 +590,10 @@ def _create_output_columns(handle, specs):
 
 def copyRAT(infile, outfile, progress=None, omitColumns=None):
     """Copy the RAT columns (with types and usages) of one file to another."""
-    inHandle = _as_handle(infile)
-    outHandle = _as_handle(outfile)
-    specs = _column_specs(inHandle, set(omitColumns or ()))
-    _create_output_columns(outHandle, specs)
+    inHandle = _asHandle(infile)
+    outHandle = _asHandle(outfile)
+    specs = _columnSpecs(inHandle, set(omitColumns or ()))
+    _createOutputColumns(outHandle, specs)
     inRats = RatAssociations()
     inRats.inrat = inHandle
     outRats = RatAssociations()

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy
 
 from sharedapplier import rioserrors
-from sharedapplier.cpus import usable_cpu_count
+from sharedapplier.cpus import usableCpuCount
 
 try:
     import cloudpickle
@@ -43,7 +43,7 @@ _KIND_DEFAULT_READ = {CW_NONE: False, CW_THREADS: False, CW_PROCESSES: True, CW_
                       CW_PBS: True, CW_SLURM: True, CW_AWSBATCH: True, CW_ECS: True}
 
 
-def _split_key(key):
+def _splitKey(key):
     """Turn an index key ("name" or (name, seqNum)) into (name, seqNum); KeyError otherwise."""
     if isinstance(key, str):
         return key, None
@@ -62,7 +62,7 @@ class FilenameAssociations:
         return sum(1 for _ in self)
 
     def __getitem__(self, key):
-        name, seqNum = _split_key(key)
+        name, seqNum = _splitKey(key)
         if name not in self.__dict__:
             raise KeyError(key)
         entry = self.__dict__[name]
@@ -125,7 +125,7 @@ class BlockAssociations:
         return sum(len(v) if isinstance(v, list) else 1 for v in vars(self).values())
 
     def __getitem__(self, key):
-        name, seqNum = _split_key(key)
+        name, seqNum = _splitKey(key)
         if name not in self.__dict__:
             raise KeyError(key)
         entry = self.__dict__[name]
@@ -146,7 +146,7 @@ class BlockAssociations:
                              f"block has are: {known}")
 
     def __setitem__(self, key, value):
-        name, seqNum = _split_key(key)
+        name, seqNum = _splitKey(key)
         entry = self.__dict__.get(name)
         if seqNum is None or (name in self.__dict__ and not isinstance(entry, list)):
             setattr(self, name, value)
@@ -298,7 +298,7 @@ class Timers:
                              "upper": upper, "N": len(durations)}
         return summary
 
-    def _report_names(self, summary):
+    def _reportNames(self, summary):
         """RIOS's names in RIOS's order, then any others (not walltime) sorted."""
         fixed = [n for n in RIOS_TIMER_ORDER if n in summary]
         extra = sorted(n for n in summary if n not in RIOS_TIMER_ORDER and n != "walltime")
@@ -315,13 +315,13 @@ class Timers:
             wall = "Wall clock elapsed time: %.1f seconds" % summary["walltime"]["tot"]
         else:
             wall = "Wall clock elapsed time: not recorded"
-        names = self._report_names(summary)
+        names = self._reportNames(summary)
         lines = [wall, "", "Timer".ljust(20) + " " * 7 + "Total (sec)", "-" * 32]
         lines += [name.ljust(20) + " " * 4 + "%8.1f" % summary[name]["tot"] for name in names]
         if level > 0:
             header = "Timer".ljust(20) + " " * 7 + "N,Min,Lower,Median,Upper,Max"
             lines += ["", "", header, "-" * len(header)]
-            lines += [name.ljust(20) + " " * 4 + self._stats_text(summary[name])
+            lines += [name.ljust(20) + " " * 4 + self._statsText(summary[name])
                       for name in names]
         if "walltime" in summary:
             lines += ["", self.bottleneck()]
@@ -346,7 +346,7 @@ class Timers:
         return timeline.drawTimeline(self, filename, title)
 
     @staticmethod
-    def _stats_text(stats):
+    def _statsText(stats):
         values = [stats[k] for k in ("min", "lower", "median", "upper", "max")]
         return ",".join([str(stats["N"])] + ["%.4f" % v for v in values])
 
@@ -436,7 +436,7 @@ class TempfileManager:
         with self.lock:
             paths, self.tempfileList = self.tempfileList, []
         for path in paths:
-            _remove_path(path)
+            _removePath(path)
         shutil.rmtree(self.tempsubdir, ignore_errors=True)
 
     def __enter__(self):
@@ -462,7 +462,7 @@ class TempfileManager:
         self.lock = threading.Lock()
 
 
-def _remove_path(path):
+def _removePath(path):
     """Remove a file or a directory tree; a missing path is not an error."""
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path, ignore_errors=True)
@@ -511,7 +511,7 @@ class RasterizationMgr:
         with keyLock:
             if key not in self.rasterizedFiles:
                 outfile = tmpfileMgr.mktempfile(prefix="rios_vecrast_", suffix=".tif")
-                _run_rasterize(outfile, vectorfile, rasterizeOptions)
+                _runRasterize(outfile, vectorfile, rasterizeOptions)
                 self.rasterizedFiles[key] = outfile
             return self.rasterizedFiles[key]
 
@@ -523,7 +523,7 @@ class RasterizationMgr:
         self.rasterizedFiles.update(state["rasterizedFiles"])
 
 
-def _run_rasterize(outfile, vectorfile, rasterizeOptions):
+def _runRasterize(outfile, vectorfile, rasterizeOptions):
     """Call gdal.Rasterize, turning any failure into VectorRasterizationError."""
     from osgeo import gdal
 
@@ -596,25 +596,25 @@ class BlockBuffer:
         """The ConcurrencyStyle parameter behind a timeout, kind "Insert" or "Pop"."""
         return f"{self.bufferTypeName}Buffer{kind}Timeout"
 
-    def _timeout_error(self, kind, what):
+    def _timeoutError(self, kind, what):
         value = self.insertTimeout if kind == "Insert" else self.popTimeout
         return rioserrors.TimeoutError(
             f"Timed out {what}. Try increasing {self.timeoutName(kind)} "
             f"(current value = {value})")
 
-    def _take_slot(self):
+    def _takeSlot(self):
         if not self._slots.acquire(timeout=self.insertTimeout):
-            raise self._timeout_error(
+            raise self._timeoutError(
                 "Insert", f"inserting a block into the full {self.bufferTypeName} buffer "
                 f"(capacity {self.BUFFERMAX} blocks)")
 
-    def _event_for(self, blockDefn):
+    def _eventFor(self, blockDefn):
         """The completion event of a block (lock held by the caller)."""
         return self.completionEvents.setdefault(blockDefn, threading.Event())
 
-    def _mark_ready(self, blockDefn):
+    def _markReady(self, blockDefn):
         """Signal a newly complete block and queue it (lock held by the caller)."""
-        self._event_for(blockDefn).set()
+        self._eventFor(blockDefn).set()
         self.nextBlockQ.append(blockDefn)
         self._ready.notify_all()
 
@@ -623,7 +623,7 @@ class BlockBuffer:
         with self.lock:
             value = self.buffer.get(blockDefn)
         if value is None:
-            self._take_slot()
+            self._takeSlot()
             with self.lock:
                 value = self.buffer.get(blockDefn)
                 if value is None:
@@ -635,18 +635,18 @@ class BlockBuffer:
             wasComplete = value.complete()
             value.addData(name, seqNum, arr)
             if value.complete() and not wasComplete:
-                self._mark_ready(blockDefn)
+                self._markReady(blockDefn)
 
     def insertCompleteBlock(self, blockDefn, blockData):
         """Insert a whole block (replacing any existing one), waiting for a free slot."""
-        self._take_slot()
+        self._takeSlot()
         with self.lock:
             old = self.buffer.get(blockDefn)
             if old is not None:
                 self._slots.release()
             self.buffer[blockDefn] = BlockBufferValue(blockData=blockData)
             if old is None or not old.complete():
-                self._mark_ready(blockDefn)
+                self._markReady(blockDefn)
 
     def _remove(self, blockDefn):
         """Take a block out of the buffer (lock held by the caller) and return its data."""
@@ -662,7 +662,7 @@ class BlockBuffer:
         """Return (blockDefn, BlockAssociations) of the next completed block, in completion order."""
         with self._ready:
             if not self._ready.wait_for(lambda: self.nextBlockQ, timeout=self.popTimeout):
-                raise self._timeout_error(
+                raise self._timeoutError(
                     "Pop", f"waiting for the next block from the {self.bufferTypeName} "
                     f"buffer ({self.numBlocksPopped} blocks popped so far)")
             blockDefn = self.nextBlockQ[0]
@@ -671,7 +671,7 @@ class BlockBuffer:
     def popCompleteBlock(self, blockDefn):
         """Wait (at most popTimeout) for one block and remove it; None if it did not complete."""
         with self.lock:
-            event = self._event_for(blockDefn)
+            event = self._eventFor(blockDefn)
         if not event.wait(self.popTimeout):
             return None
         with self.lock:
@@ -682,7 +682,7 @@ class BlockBuffer:
     def waitCompletion(self, blockDefn, timeout=None) -> bool:
         """Wait for a block to be complete; True if it is."""
         with self.lock:
-            event = self._event_for(blockDefn)
+            event = self._eventFor(blockDefn)
         return event.wait(timeout)
 
 
@@ -777,11 +777,11 @@ def _check(condition, message):
         raise rioserrors.ConcurrencyStyleError(message)
 
 
-def _is_count(value):
+def _isCount(value):
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _is_timeout(value):
+def _isTimeout(value):
     return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
                              and value >= 0)
 
@@ -830,9 +830,9 @@ class ConcurrencyStyle:
         self.computeBarrierTimeout = computeBarrierTimeout
         self.memoryBudget = memoryBudget
         self.workerStartMethod = workerStartMethod
-        self._validate_values()
-        self._validate_rios_rules()
-        self._validate_our_rules()
+        self._validateValues()
+        self._validateRiosRules()
+        self._validateOurRules()
 
     def __repr__(self):
         args = ", ".join(f"{name}={getattr(self, name)}" for name in self._REPR_NAMES)
@@ -851,23 +851,23 @@ class ConcurrencyStyle:
             return self.kindDefaultComputeWorkersRead()
         return bool(self.computeWorkersRead)
 
-    def _validate_values(self):
+    def _validateValues(self):
         """Checks of single values (RIOS does none of these)."""
         _check(self.computeWorkerKind not in ALL_KINDS
                and not _isLauncherKind(self.computeWorkerKind),
                f"computeWorkerKind={self.computeWorkerKind!r} is not known: use one of "
                + ", ".join(ALL_KINDS))
         for name in ("numReadWorkers", "numComputeWorkers"):
-            _check(not _is_count(getattr(self, name)),
+            _check(not _isCount(getattr(self, name)),
                    f"{name}={getattr(self, name)!r} is invalid: give an integer >= 0")
         for name in ("readBufferInsertTimeout", "readBufferPopTimeout",
                      "computeBufferInsertTimeout", "computeBufferPopTimeout",
                      "computeBarrierTimeout"):
-            _check(not _is_timeout(getattr(self, name)),
+            _check(not _isTimeout(getattr(self, name)),
                    f"{name}={getattr(self, name)!r} is invalid: give seconds >= 0, "
                    "or None to wait forever")
 
-    def _validate_rios_rules(self):
+    def _validateRiosRules(self):
         """RIOS's nine combination rules, in RIOS's order."""
         kind = self.computeWorkerKind
         single = self.singleBlockComputeWorkers
@@ -896,19 +896,19 @@ class ConcurrencyStyle:
         _check(kind == CW_AWSBATCH and single,
                "singleBlockComputeWorkers=True is not supported by CW_AWSBATCH: set "
                "singleBlockComputeWorkers=False")
-        cpus = usable_cpu_count()
+        cpus = usableCpuCount()
         _check(kind == CW_THREADS and nCompute > cpus,
                f"numComputeWorkers={nCompute} exceeds the {cpus} CPUs this process may use: "
                f"set numComputeWorkers <= {cpus} for CW_THREADS")
 
-    def _validate_our_rules(self):
+    def _validateOurRules(self):
         """Our own checks: run-time failures of RIOS caught here instead."""
         kind = self.computeWorkerKind
         _check(kind == CW_PROCESSES and self.singleBlockComputeWorkers,
                "singleBlockComputeWorkers=True is only for batch kinds, not CW_PROCESSES: set "
                "singleBlockComputeWorkers=False")
         budget = self.memoryBudget
-        _check(budget is not None and not (_is_count(budget) and budget > 0),
+        _check(budget is not None and not (_isCount(budget) and budget > 0),
                f"memoryBudget={budget!r} is invalid: give a number of bytes > 0, or None to "
                "size it automatically")
         _check(self.workerStartMethod not in WORKER_START_METHODS,

@@ -80,7 +80,7 @@ def _activities(byName: dict) -> dict[str, list[tuple[float, float]]]:
     return grouped
 
 
-def _union_length(pairs, lo: float, hi: float) -> float:
+def _unionLength(pairs, lo: float, hi: float) -> float:
     """Seconds covered by ``pairs`` inside [lo, hi], overlaps counted once."""
     total, reach = 0.0, lo
     for start, end in sorted(pairs):
@@ -91,7 +91,7 @@ def _union_length(pairs, lo: float, hi: float) -> float:
     return total
 
 
-def _worker_key(worker: str):
+def _workerKey(worker: str):
     """Row order: read workers, compute workers, any others, then the main thread."""
     kind = worker.split(" ", 1)[0]
     group = {"read": 0, "compute": 1}.get(kind, 3 if worker == MAIN else 2)
@@ -127,7 +127,7 @@ def timelineRows(timers) -> list[TimelineRow]:
         return []
     origin = window[0]
     rows = []
-    for worker, byName in sorted(_snapshot(timers).items(), key=lambda kv: _worker_key(kv[0])):
+    for worker, byName in sorted(_snapshot(timers).items(), key=lambda kv: _workerKey(kv[0])):
         grouped = _activities(byName)
         bars = {a: [(s - origin, e - s) for s, e in sorted(grouped[a])]
                 for a in ACTIVITIES if grouped.get(a)}
@@ -171,8 +171,8 @@ def _lanes(timers, lo: float, hi: float) -> _Lanes:
     lanes = _Lanes()
     for worker, byName in _snapshot(timers).items():
         grouped = _activities(byName)
-        lanes.seconds[worker] = {a: _union_length(p, lo, hi) for a, p in grouped.items()}
-        lanes.work[worker] = _union_length(
+        lanes.seconds[worker] = {a: _unionLength(p, lo, hi) for a, p in grouped.items()}
+        lanes.work[worker] = _unionLength(
             [p for a in WORK for p in grouped.get(a, [])], lo, hi)
         for activity, pairs in grouped.items():
             if pairs:
@@ -192,7 +192,7 @@ def _fraction(lanes: _Lanes, activity: str, wall: float, workTime: bool = False)
     return min(1.0, seconds / (wall * len(workers)))
 
 
-def _read_advice(readers: set) -> str:
+def _readAdvice(readers: set) -> str:
     if any(w.startswith("read") for w in readers):
         return "try more read workers (numReadWorkers) or computeWorkersRead=True"
     if any(w.startswith("compute") for w in readers):
@@ -201,7 +201,7 @@ def _read_advice(readers: set) -> str:
     return "try read workers (numReadWorkers) or computeWorkersRead=True"
 
 
-def _compute_advice(computers: set, cpus: int) -> str:
+def _computeAdvice(computers: set, cpus: int) -> str:
     advice = "try more compute workers (numComputeWorkers)"
     if len(computers) >= cpus:
         advice += (f"; all {cpus} usable CPUs are already computing, so more CPUs or a "
@@ -213,7 +213,7 @@ WRITE_ADVICE = ("writing is the limit: fewer workers will not hurt; a faster out
                 "lighter compression (setOutputDriverName / setCreationOptions) would help")
 
 
-def _wait_advice(start: float) -> str:
+def _waitAdvice(start: float) -> str:
     if start >= START_LIMIT:
         return (f"starting the compute workers took {100 * start:.0f}% of the run, too much "
                 "for a job this small; try fewer compute workers (numComputeWorkers) or "
@@ -259,22 +259,22 @@ def diagnose(timers, cpus: int | None = None) -> Diagnosis:
                  if _fraction(lanes, a, wall, workTime=True) >= BUSY_LIMIT]
     if not saturated:
         start = _fraction(lanes, "start", wall)
-        return Diagnosis("waiting", _wait_advice(start), busy, wall)
+        return Diagnosis("waiting", _waitAdvice(start), busy, wall)
     limit = max(saturated, key=lambda a: busy[ROLE_OF[a]])
     if limit == "write":
         advice = WRITE_ADVICE
     elif limit == "compute":
-        advice = _compute_advice(lanes.workers["compute"], _cpu_count(cpus))
+        advice = _computeAdvice(lanes.workers["compute"], _cpuCount(cpus))
     else:
-        advice = _read_advice(lanes.workers["read"])
+        advice = _readAdvice(lanes.workers["read"])
     return Diagnosis(ROLE_OF[limit], advice, busy, wall)
 
 
-def _cpu_count(cpus):
+def _cpuCount(cpus):
     if cpus is not None:
         return cpus
-    from .cpus import usable_cpu_count
-    return usable_cpu_count()
+    from .cpus import usableCpuCount
+    return usableCpuCount()
 
 
 def bottleneck(timers, cpus: int | None = None) -> str:
@@ -297,7 +297,7 @@ def _matplotlib():
     return Figure, FigureCanvasAgg, Patch
 
 
-def _draw_rows(ax, rows):
+def _drawRows(ax, rows):
     for y, row in enumerate(rows):
         for activity, bars in row.bars.items():
             height = 0.35 if activity == "wait" else 0.7
@@ -321,7 +321,7 @@ def drawTimeline(timers, filename: str, title: str | None = None) -> str:
     fig = Figure(figsize=(11, 1.6 + 0.42 * max(len(rows), 1)), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    _draw_rows(ax, rows)
+    _drawRows(ax, rows)
     ax.set_xlim(0, max(diagnosis.walltime, 1e-6))
     ax.set_xlabel("seconds from the start of the run")
     ax.grid(axis="x", alpha=0.3)

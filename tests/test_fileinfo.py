@@ -487,9 +487,9 @@ def test_transform_points_marks_failures_as_inf(osr_exceptions):
             osr.UseExceptions()
         else:
             osr.DontUseExceptions()
-        utm = fileinfo.spatial_ref_from_epsg(32755)
-        latlong = fileinfo.spatial_ref_from_epsg(4326)
-        out = fileinfo.transform_points([(1e12, 1e12), (500000.0, 6000000.0)], utm, latlong)
+        utm = fileinfo.spatialRefFromEpsg(32755)
+        latlong = fileinfo.spatialRefFromEpsg(4326)
+        out = fileinfo.transformPoints([(1e12, 1e12), (500000.0, 6000000.0)], utm, latlong)
     finally:
         if was_on:
             osr.UseExceptions()
@@ -501,13 +501,13 @@ def test_transform_points_marks_failures_as_inf(osr_exceptions):
 
 def test_spatial_ref_helpers_raise_our_error():
     with pytest.raises(rioserrors.ParameterError):
-        fileinfo.spatial_ref_from_wkt("")
+        fileinfo.spatialRefFromWkt("")
     with pytest.raises(rioserrors.ParameterError):
-        fileinfo.spatial_ref_from_wkt("this is not WKT")
+        fileinfo.spatialRefFromWkt("this is not WKT")
 
 
 def test_transform_points_without_a_path_raises_our_error():
     local = osr.SpatialReference()
     local.SetLocalCS("site grid")
     with pytest.raises(rioserrors.ParameterError, match="Cannot transform"):
-        fileinfo.transform_points([(0.0, 0.0)], local, fileinfo.spatial_ref_from_epsg(4326))
+        fileinfo.transformPoints([(0.0, 0.0)], local, fileinfo.spatialRefFromEpsg(4326))

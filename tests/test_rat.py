@@ -490,12 +490,12 @@ def test_in_memory_rat_rows_at_an_offset():
                           ("s", gdal.GFT_String)):
         table.CreateColumn(name, coltype, gdal.GFU_Generic)
     table.SetRowCount(12)
-    rat.write_rat_rows(table, np.arange(12), 0)
-    rat.write_rat_rows(table, np.array([100, 101, 102]), 0, 5)
-    rat.write_rat_rows(table, np.array([2.5, 3.5]), 1, 10)
-    rat.write_rat_rows(table, np.array([b"x", b"longer"]), 2, 7)
+    rat.writeRatRows(table, np.arange(12), 0)
+    rat.writeRatRows(table, np.array([100, 101, 102]), 0, 5)
+    rat.writeRatRows(table, np.array([2.5, 3.5]), 1, 10)
+    rat.writeRatRows(table, np.array([b"x", b"longer"]), 2, 7)
     expected = np.arange(12)
     expected[5:8] = [100, 101, 102]
-    np.testing.assert_array_equal(rat.read_rat_rows(table, 0, 4, 5), expected[4:9])
-    np.testing.assert_array_equal(rat.read_rat_rows(table, 1, 9, 3), [0.0, 2.5, 3.5])
-    assert rat.read_rat_rows(table, 2, 6, 3).tolist() == [b"", b"x", b"longer"]
+    np.testing.assert_array_equal(rat.readRatRows(table, 0, 4, 5), expected[4:9])
+    np.testing.assert_array_equal(rat.readRatRows(table, 1, 9, 3), [0.0, 2.5, 3.5])
+    assert rat.readRatRows(table, 2, 6, 3).tolist() == [b"", b"x", b"longer"]

@@ -127,13 +127,13 @@ def test_rat_zarr_handle_needs_ratzarr(monkeypatch):
 
 
 def test_zarr_chunk_size():
-    assert ratapplier.zarr_chunk_size(50) == 50
-    assert ratapplier.zarr_chunk_size(999999) == 999999
-    assert ratapplier.zarr_chunk_size(1000000) == 500000
-    assert ratapplier.zarr_chunk_size(2000000) == 500000
-    assert ratapplier.zarr_chunk_size(3000000) == 750000
+    assert ratapplier.zarrChunkSize(50) == 50
+    assert ratapplier.zarrChunkSize(999999) == 999999
+    assert ratapplier.zarrChunkSize(1000000) == 500000
+    assert ratapplier.zarrChunkSize(2000000) == 500000
+    assert ratapplier.zarrChunkSize(3000000) == 750000
     with pytest.raises(rioserrors.RatBlockLengthError, match="1000003"):
-        ratapplier.zarr_chunk_size(1000003)  # a prime
+        ratapplier.zarrChunkSize(1000003)  # a prime
 
 
 def test_wrong_controls_object(tmp_path):
@@ -231,7 +231,7 @@ def test_input_columns_read_lazily_and_per_block(tmp_path):
     def func(info, inputs, outputs):
         first = inputs.i.v
         assert inputs.i.v is first  # cached within the block
-        seen.append(sorted(inputs.i.column_values()))
+        seen.append(sorted(inputs.i.columnValues()))
         seen.append(first.tolist())
 
     ratapplier.apply(func, associations(i=RatHandle(fn)), None, controls=controls_with(3))
@@ -370,13 +370,13 @@ def test_increment_rows_grow_by_increment(tmp_path, monkeypatch):
     infile = raster_with_rat(tmp_path, "in", {"v": np.arange(10)})
     outfile = raster(tmp_path, "out", "GTiff", ".tif")
     counts = []
-    original = ratapplier._grow_rows
+    original = ratapplier._growRows
 
     def spy(fh, nrows, rowCount, controls):
         original(fh, nrows, rowCount, controls)
         counts.append(fh.rat.GetRowCount())
 
-    monkeypatch.setattr(ratapplier, "_grow_rows", spy)
+    monkeypatch.setattr(ratapplier, "_growRows", spy)
 
     def func(info, inputs, outputs):
         outputs.o.v = inputs.i.v

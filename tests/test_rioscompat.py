@@ -26,7 +26,7 @@ from sharedapplier import (
     ratapplier,
     rioserrors,
 )
-from sharedapplier.cpus import usable_cpu_count
+from sharedapplier.cpus import usableCpuCount
 from sharedapplier.structures import (
     CW_NONE,
     CW_PBS,
@@ -231,7 +231,7 @@ def test_num_threads_then_job_manager_type(manager, kind):
 
 
 def test_num_threads_alone_means_compute_threads():
-    if usable_cpu_count() < 2:
+    if usableCpuCount() < 2:
         pytest.skip("CW_THREADS allows no more workers than CPUs")
     c = applier.ApplierControls()
     legacy(c.setNumThreads, 2)

@@ -566,7 +566,7 @@ def test_rasterize_concurrent_callers_share_one_run(tmp_path, monkeypatch):
         calls.append(outfile)
         time.sleep(0.1)
 
-    monkeypatch.setattr(structures, "_run_rasterize", fake_run)
+    monkeypatch.setattr(structures, "_runRasterize", fake_run)
     mgr = RasterizationMgr()
     results = []
     with TempfileManager(str(tmp_path)) as tmpmgr:
@@ -876,7 +876,7 @@ def test_validation_rules_and_order(rule, kwargs):
 
 def test_rule9_uses_usable_cpu_count(monkeypatch):
     ConcurrencyStyle(numComputeWorkers=2, numReadWorkers=1, computeWorkerKind=CW_THREADS)
-    monkeypatch.setattr(structures, "usable_cpu_count", lambda: 1)
+    monkeypatch.setattr(structures, "usableCpuCount", lambda: 1)
     with pytest.raises(ValueError, match=r"numComputeWorkers=2 exceeds the 1 CPUs.*<= 1"):
         ConcurrencyStyle(numComputeWorkers=2, numReadWorkers=1, computeWorkerKind=CW_THREADS)
     # CW_PROCESSES is not limited by rule 9
@@ -915,7 +915,7 @@ def test_value_checks(kwargs, pattern):
         ConcurrencyStyle(**kwargs)
 
 
-# ---------------------------------------------------------------- cpus.usable_cpu_count
+# ---------------------------------------------------------------- cpus.usableCpuCount
 
 def fake_cgroup(tmp_path, own="0::/\n"):
     proc = tmp_path / "proc_cgroup"
@@ -926,50 +926,50 @@ def fake_cgroup(tmp_path, own="0::/\n"):
 
 
 def test_cpu_count_real_machine_bounds():
-    n = cpus.usable_cpu_count()
+    n = cpus.usableCpuCount()
     assert 1 <= n <= len(os.sched_getaffinity(0))
 
 
 def test_cpu_count_slurm_env(tmp_path, monkeypatch):
     root, proc = fake_cgroup(tmp_path)
-    assert cpus.usable_cpu_count({"SLURM_CPUS_PER_TASK": "1"}, root, proc) == 1
+    assert cpus.usableCpuCount({"SLURM_CPUS_PER_TASK": "1"}, root, proc) == 1
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
-    assert cpus.usable_cpu_count() == 1
-    assert cpus.usable_cpu_count({"SLURM_CPUS_ON_NODE": "1(x2)"}, root, proc) == 1
+    assert cpus.usableCpuCount() == 1
+    assert cpus.usableCpuCount({"SLURM_CPUS_ON_NODE": "1(x2)"}, root, proc) == 1
     affinity = len(os.sched_getaffinity(0))
-    assert cpus.usable_cpu_count({"SLURM_CPUS_PER_TASK": "junk"}, root, proc) == affinity
-    assert cpus.usable_cpu_count({"SLURM_CPUS_ON_NODE": "9999"}, root, proc) == affinity
+    assert cpus.usableCpuCount({"SLURM_CPUS_PER_TASK": "junk"}, root, proc) == affinity
+    assert cpus.usableCpuCount({"SLURM_CPUS_ON_NODE": "9999"}, root, proc) == affinity
 
 
 def test_cpu_count_cgroup_v2(tmp_path, monkeypatch):
-    monkeypatch.setattr(cpus, "_affinity_count", lambda: 64)
+    monkeypatch.setattr(cpus, "_affinityCount", lambda: 64)
     root, proc = fake_cgroup(tmp_path, "0::/job/step\n")
     (root / "job" / "step").mkdir(parents=True)
     (root / "cpu.max").write_text("max 100000\n")
-    assert cpus.usable_cpu_count({}, root, proc) == 64
+    assert cpus.usableCpuCount({}, root, proc) == 64
     (root / "job" / "step" / "cpu.max").write_text("250000 100000\n")
-    assert cpus.usable_cpu_count({}, root, proc) == 3  # ceil(2.5)
+    assert cpus.usableCpuCount({}, root, proc) == 3  # ceil(2.5)
     (root / "job" / "cpu.max").write_text("100000 100000\n")  # ancestor is tighter
-    assert cpus.usable_cpu_count({}, root, proc) == 1
-    assert cpus.usable_cpu_count({"SLURM_CPUS_PER_TASK": "4"}, root, proc) == 1
+    assert cpus.usableCpuCount({}, root, proc) == 1
+    assert cpus.usableCpuCount({"SLURM_CPUS_PER_TASK": "4"}, root, proc) == 1
 
 
 def test_cpu_count_cgroup_v1(tmp_path, monkeypatch):
-    monkeypatch.setattr(cpus, "_affinity_count", lambda: 64)
+    monkeypatch.setattr(cpus, "_affinityCount", lambda: 64)
     root, proc = fake_cgroup(tmp_path, "3:cpu,cpuacct:/docker/abc\n1:memory:/x\n")
     v1 = root / "cpu,cpuacct"
     (v1 / "docker" / "abc").mkdir(parents=True)
     (v1 / "cpu.cfs_quota_us").write_text("-1\n")
     (v1 / "cpu.cfs_period_us").write_text("100000\n")
-    assert cpus.usable_cpu_count({}, root, proc) == 64
+    assert cpus.usableCpuCount({}, root, proc) == 64
     (v1 / "docker" / "abc" / "cpu.cfs_quota_us").write_text("400000\n")
     (v1 / "docker" / "abc" / "cpu.cfs_period_us").write_text("100000\n")
-    assert cpus.usable_cpu_count({}, root, proc) == 4
+    assert cpus.usableCpuCount({}, root, proc) == 4
 
 
 def test_cpu_count_affinity_and_minimum(tmp_path, monkeypatch):
     root, proc = fake_cgroup(tmp_path)
-    monkeypatch.setattr(cpus, "_affinity_count", lambda: 3)
-    assert cpus.usable_cpu_count({}, root, proc) == 3
-    monkeypatch.setattr(cpus, "_affinity_count", lambda: 0)
-    assert cpus.usable_cpu_count({}, root, proc) == 1
+    monkeypatch.setattr(cpus, "_affinityCount", lambda: 3)
+    assert cpus.usableCpuCount({}, root, proc) == 3
+    monkeypatch.setattr(cpus, "_affinityCount", lambda: 0)
+    assert cpus.usableCpuCount({}, root, proc) == 1

@@ -25,7 +25,7 @@ from osgeo import gdal, gdal_array
 
 from .. import const, rastercalc, rioserrors
 from ..controls import ApplierControls
-from ..cpus import usable_cpu_count
+from ..cpus import usableCpuCount
 from ..structures import CW_PROCESSES, ConcurrencyStyle, FilenameAssociations
 from . import stats
 
@@ -111,7 +111,7 @@ def addCalcArguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
                         help="the output raster (replaced if it exists)")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="compute worker processes; 1 computes in this process "
-                             f"(default: the CPUs this process may use, {usable_cpu_count()} "
+                             f"(default: the CPUs this process may use, {usableCpuCount()} "
                              "here)")
     parser.add_argument("--type", metavar="TYPE",
                         help="output type, a GDAL or numpy name: Byte, UInt16, Int16, UInt32, "
@@ -271,7 +271,7 @@ def checkSettings(args) -> Settings:
     inputs = parseInputs(args.inputs)
     names = [name for name, _ in inputs]
     rastercalc.checkExpression(args.expression, names)  # ExpressionError: refused as typed
-    workers = usable_cpu_count() if args.workers is None else _positive(args.workers,
+    workers = usableCpuCount() if args.workers is None else _positive(args.workers,
                                                                          "--workers")
     try:
         dtype = None if args.type is None else rastercalc.parseDtype(args.type)

@@ -30,10 +30,10 @@ BAND_NAMES = ("blue", "green", "red", "nir")
 def usableCpus() -> int:
     """CPUs this process may use (cgroup/affinity/Slurm aware where available)."""
     try:
-        from ..cpus import usable_cpu_count
+        from ..cpus import usableCpuCount
     except ImportError:
         return max(1, len(os.sched_getaffinity(0)))
-    return usable_cpu_count()
+    return usableCpuCount()
 
 
 # ---------------------------------------------------------------------------------------

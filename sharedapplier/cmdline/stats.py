@@ -197,7 +197,7 @@ def runPrintstats(args, prog, parser) -> int:
 # RIOS-named console scripts
 
 
-def rioscalcstats_main(argv=None) -> int:
+def rioscalcstatsMain(argv=None) -> int:
     """``rioscalcstats FILE... [-i VALUE] [--approx]``."""
     parser = addCalcstatsArguments(argparse.ArgumentParser(
         prog="rioscalcstats", description=CALCSTATS_DESCRIPTION))
@@ -205,7 +205,7 @@ def rioscalcstats_main(argv=None) -> int:
     return runCalcstats(args, parser.prog, parser)
 
 
-def riosprintstats_main(argv=None) -> int:
+def riosprintstatsMain(argv=None) -> int:
     """``riosprintstats FILE... [--printfilename]``."""
     parser = addPrintstatsArguments(argparse.ArgumentParser(
         prog="riosprintstats", description=PRINTSTATS_DESCRIPTION))

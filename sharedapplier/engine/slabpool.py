@@ -95,11 +95,11 @@ def _untracked():
     """Attach to a segment without telling this process's resource tracker."""
     original = resource_tracker.register
 
-    def skip_shared_memory(name, rtype):
+    def skipSharedMemory(name, rtype):
         if rtype != "shared_memory":
             original(name, rtype)
 
-    resource_tracker.register = skip_shared_memory
+    resource_tracker.register = skipSharedMemory
     try:
         yield
     finally:
