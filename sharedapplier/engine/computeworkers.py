@@ -154,6 +154,8 @@ def computeLoop(job, pool, signals, state):
     except (sig.StopRequested, sig.PeerGone):
         return
     except Exception as e:
+        if signals.stop.is_set():
+            return  # the run has ended without this worker (its pool may be gone)
         blockDefn = None if blockIndex is None else job.blockList[blockIndex]
         tellMain(pool, signals, state, ("error", WorkerErrorRecord(
             e, "compute", state.workerID, blockDefn=blockDefn)))

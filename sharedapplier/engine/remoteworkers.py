@@ -55,6 +55,9 @@ MAIN_SILENCE_SECONDS = 120.0
 FINAL_STATE_WAIT_SECONDS = 5.0
 # After a successful run, how long jobs may take to end by themselves before being cancelled.
 JOB_END_GRACE_SECONDS = 10.0
+# After cancelling, how long to wait for the scheduler to say every job has ended (it stops
+# jobs asynchronously: a terminated job runs on until its process has gone).
+CANCEL_CONFIRM_SECONDS = 15.0
 # Exit status of a worker that ends because its main process has gone.
 WORKER_ORPHANED_STATUS = 3
 
@@ -171,8 +174,14 @@ class RemoteWorkers:
         self.signals.stop.set()
         try:
             if len(self.finishedCleanly) == len(self.conns):
-                self._letJobsEnd()
+                self._liveJobsAfter(JOB_END_GRACE_SECONDS)
             self.launcher.cancel()
+            live = self._liveJobsAfter(CANCEL_CONFIRM_SECONDS)
+            if live:
+                print(f"sharedapplier: warning: {len(live)} compute job(s) had not ended "
+                      f"{CANCEL_CONFIRM_SECONDS:.0f} s after being cancelled: "
+                      + "; ".join(self.launcher.describe(i).identity() for i in live),
+                      file=sys.stderr)
         finally:
             if self.channel is not None:
                 self.channel.shutdown()
@@ -181,12 +190,13 @@ class RemoteWorkers:
                     thread.join(timeout)
             shutil.rmtree(self.rundir, ignore_errors=True)
 
-    def _letJobsEnd(self):
-        """After success, give the jobs a moment to end by themselves before cancelling."""
-        deadline = time.monotonic() + JOB_END_GRACE_SECONDS
-        while time.monotonic() < deadline:
-            if all(self.launcher.describe(i).finished for i in range(len(self.conns))):
-                return
+    def _liveJobsAfter(self, seconds) -> list[int]:
+        """Wait up to ``seconds`` for every worker's job to end; the workers whose have not."""
+        deadline = time.monotonic() + seconds
+        while True:
+            live = [i for i in self.launcher.recorded() if not self.launcher.describe(i).finished]
+            if not live or time.monotonic() >= deadline:
+                return live
             time.sleep(0.2)
 
     # --- how workers find the channel ----------------------------------------------
