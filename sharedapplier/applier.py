@@ -15,6 +15,19 @@ import numpy  # noqa: F401
 from osgeo import gdal
 
 from . import calcstats, rioserrors  # noqa: F401
+from .blockreader import (  # noqa: F401
+    ReadWorkerMgr,
+    inputGrid,
+    prepareInputs,
+    readBlockAllFiles,
+    specialProjFixes,
+)
+from .blockwriter import (  # noqa: F401
+    OutputWriter,
+    checkOutputWritable,
+    closeOutfiles,
+    writeBlock,
+)
 from .calcstats import (  # noqa: F401
     DEFAULT_MINOVERVIEWDIM,
     DEFAULT_OVERVIEWAGGREGRATIONTYPE,
@@ -38,23 +51,10 @@ from .const import (  # noqa: F401
     dfltDriverOptions,
 )
 from .controls import ApplierControls
-from .engine import runBlocks
 from .engine.job import ComputeJob
+from .engine.runner import runBlocks
 from .engine.writer import ApplierProgress  # noqa: F401
 from .fileinfo import ImageInfo, VectorFileInfo
-from .imagereader import (  # noqa: F401
-    ReadWorkerMgr,
-    inputGrid,
-    prepareInputs,
-    readBlockAllFiles,
-    specialProjFixes,
-)
-from .imagewriter import (  # noqa: F401
-    OutputWriter,
-    checkOutputWritable,
-    closeOutfiles,
-    writeBlock,
-)
 from .pixelgrid import PixelGridDefn, findCommonRegion, pixelGridFromFile
 from .readerinfo import makeReaderInfo  # noqa: F401
 from .structures import (  # noqa: F401
@@ -102,7 +102,7 @@ def apply(userFunction, infiles, outfiles, otherArgs=None, controls=None) -> App
 def _apply(userFunction, infiles, outfiles, otherArgs, controls):
     if controls is None:
         controls = ApplierControls()
-    controls._checks(infiles, outfiles)
+    controls.checkAgainstFiles(infiles, outfiles)
     for _, _, filename in outfiles:
         checkOutputWritable(filename)
     allInfo = readAllImgInfo(infiles)
@@ -140,13 +140,11 @@ def _openInput(name, filename):
         return ImageInfo(filename)
     except (rioserrors.FileOpenError, RuntimeError) as rasterError:
         try:
-            info = VectorFileInfo(filename)
+            return VectorFileInfo(filename)
         except (rioserrors.RiosError, RuntimeError):
             raise rioserrors.FileOpenError(
                 f"Unable to open '{filename}' (input '{name}'): GDAL reads it neither as a "
                 f"raster nor as a vector ({rasterError})") from rasterError
-        info.isVector = True
-        return info
 
 
 def readAllImgInfo(infiles) -> dict:
@@ -162,7 +160,7 @@ def _referenceGrid(infiles, allInfo, controls):
         return None
     match = None
     for name, seqNum, filename in infiles:
-        if ref in (name, filename) and not getattr(allInfo[(name, seqNum)], "isVector", False):
+        if ref in (name, filename) and not allInfo[(name, seqNum)].isVector:
             match = allInfo[(name, seqNum)]
     if match is not None:
         return PixelGridDefn(geotransform=match.transform, nrows=match.nrows, ncols=match.ncols,
@@ -187,7 +185,7 @@ def checkAllMatch(pixgridList, refPixGrid, filenames=None):
 def makeWorkingGrid(infiles, allInfo, controls) -> PixelGridDefn:
     """The pixel grid every block is read and written on."""
     rasters = [(filename, allInfo[(name, seqNum)]) for name, seqNum, filename in infiles
-               if not getattr(allInfo[(name, seqNum)], "isVector", False)]
+               if not allInfo[(name, seqNum)].isVector]
     candidates = [inputGrid(info) for _, info in rasters]
     ref = _referenceGrid(infiles, allInfo, controls)
     if ref is None:

@@ -1,7 +1,7 @@
 """``ApplierControls``: every option of a run, global or per image (RIOS names and defaults).
 
-Setters only store; :meth:`ApplierControls._checks` validates against the files at the start
-of :func:`sharedapplier.applier.apply`.
+Setters only store; :meth:`ApplierControls.checkAgainstFiles` validates them against the
+files at the start of :func:`sharedapplier.applier.apply`.
 """
 import sys
 from typing import Any
@@ -299,7 +299,7 @@ class ApplierControls:
         self.setOptionForImagename("vectorlayer", vectorname, vectorlayer)
 
     # --- validation ------------------------------------------------------------------
-    def _checks(self, infiles, outfiles) -> None:
+    def checkAgainstFiles(self, infiles, outfiles) -> None:
         """Validate the options against the files of a run; raise ``ValueError`` if wrong."""
         names = set(vars(infiles)) | set(vars(outfiles))
         for option, perImage in self.optionsByImage.items():

@@ -1,8 +1,11 @@
 """How many CPUs this process may really use.
 
 ``os.cpu_count()`` reports the machine's CPUs, which overstates what a process may use inside a
-container (cgroup CPU quota), under ``taskset`` (affinity mask) or in a Slurm allocation. The
-engine sizes its worker pools from :func:`usableCpuCount` instead.
+container (cgroup CPU quota), under ``taskset`` (affinity mask) or in a Slurm allocation.
+:func:`usableCpuCount` counts what may really be used. The engine does not size worker pools
+itself (the caller's ``ConcurrencyStyle`` says how many); the count caps CW_THREADS compute
+workers in ``ConcurrencyStyle``'s checks, and gives the default worker counts of the
+command-line tools and the compute advice of :mod:`.timeline`.
 """
 import math
 import os

@@ -150,7 +150,12 @@ def _formatLines(pairs):
 # ----------------------------------------------------------------------------------------
 
 class ImageInfo:
-    """Georeferencing and per-band facts of a raster file, read once."""
+    """Georeferencing and per-band facts of a raster file, read once.
+
+    ``isVector`` (False) tells it from a :class:`VectorFileInfo` among an applier's inputs.
+    """
+
+    isVector = False
 
     def __init__(self, filename, omitPerBand=False):
         ds = openDataset(filename, "raster")
@@ -331,7 +336,13 @@ class ImageFileStats:
 # ----------------------------------------------------------------------------------------
 
 class VectorFileInfo:
-    """A VectorLayerInfo per layer of a vector file; indexable from 0."""
+    """A VectorLayerInfo per layer of a vector file; indexable from 0.
+
+    ``isVector`` (True) tells it from an :class:`ImageInfo` among an applier's inputs, which
+    are rasterised before they are read.
+    """
+
+    isVector = True
 
     def __init__(self, filename):
         ds = openDataset(filename, "vector")

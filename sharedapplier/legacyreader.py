@@ -15,7 +15,7 @@ list, a dict (values a list where the dict's are) for a dict, and a
 with the overlap margin, and ``info`` is the :class:`~sharedapplier.readerinfo.ReaderInfo`
 that ``apply`` gives a user function. The working grid, the resampling onto a reference and
 the reading itself are the applier's own (:func:`~sharedapplier.applier.makeWorkingGrid`,
-:func:`~sharedapplier.imagereader.prepareInputs`, :class:`~sharedapplier.imagereader.BlockReader`).
+:func:`~sharedapplier.blockreader.prepareInputs`, :class:`~sharedapplier.blockreader.BlockReader`).
 """
 from __future__ import annotations
 
@@ -25,6 +25,14 @@ import numpy
 from osgeo import gdal
 
 from . import applier, rioserrors
+from .blockreader import (
+    BlockReader,
+    prepareInputs,
+    readIntoArray,
+    reprojectionRequired,
+    selectedBands,
+    selectedNulls,
+)
 from .calcstats import _gdalExceptions as gdalExceptions
 from .const import (
     DEFAULTFOOTPRINT,
@@ -35,14 +43,6 @@ from .const import (
 )
 from .controls import ApplierControls
 from .imageio import GDALTypeToNumpyType
-from .imagereader import (
-    BlockReader,
-    prepareInputs,
-    readIntoArray,
-    reprojectionRequired,
-    selectedBands,
-    selectedNulls,
-)
 from .pixelgrid import PixelGridDefn
 from .readerinfo import ReaderInfoFactory
 from .structures import BlockAssociations, FilenameAssociations, TempfileManager
@@ -171,7 +171,7 @@ class ImageReader:
         nullvalues = {}
         for name, seqNum, _ in self.entries:
             info = allInfo[(name, seqNum)]
-            if not getattr(info, "isVector", False):
+            if not info.isVector:
                 nullvalues[(name, seqNum)] = selectedNulls(
                     controls, name, info, selectedBands(controls, name, info))
         self._prepared = _Prepared(
@@ -184,7 +184,7 @@ class ImageReader:
     def _checkOnGrid(self, allInfo, workingGrid):
         for name, seqNum, filename in self.entries:
             info = allInfo[(name, seqNum)]
-            if not getattr(info, "isVector", False) and reprojectionRequired(info, workingGrid):
+            if not info.isVector and reprojectionRequired(info, workingGrid):
                 raise rioserrors.ResampleNeededError(
                     f"'{filename}' is not on the pixel grid given to prepare(); call "
                     "allowResample() first to resample it onto that grid")

@@ -4,7 +4,7 @@
 :class:`~sharedapplier.readerinfo.ReaderInfo` (from ``imagereader.ImageReader``) or of an
 explicit size, geotransform and projection; :meth:`ImageWriter.write` then writes the blocks
 in order and :meth:`ImageWriter.close` finishes the file. Creation, writing, statistics,
-pyramids and colour tables are those of :class:`~sharedapplier.imagewriter.OutputFile`,
+pyramids and colour tables are those of :class:`~sharedapplier.blockwriter.OutputFile`,
 which ``apply`` writes with, with nothing done single-pass (blocks may come in any order).
 """
 from __future__ import annotations
@@ -15,9 +15,9 @@ import numpy
 from osgeo import gdal
 
 from . import calcstats, const, rioserrors
+from .blockwriter import OutputFile, deleteIfExisting, doubleCheckCreationOptions
 from .controls import ApplierControls
 from .imageio import GDALTypeToNumpyType
-from .imagewriter import OutputFile, deleteIfExisting, doubleCheckCreationOptions
 from .pixelgrid import PixelGridDefn
 from .structures import ApplierBlockDefn, TempfileManager, Timers
 

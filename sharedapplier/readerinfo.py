@@ -10,6 +10,7 @@ from osgeo import gdal
 
 from . import rioserrors
 from .imageio import Coord, GdalErrorsAs, wld2pix
+from .inputspec import selectedBands, selectedNulls
 
 
 class ReaderInfo:
@@ -216,11 +217,10 @@ def makeReaderInfo(workinggrid, blockDefn, controls, infiles, inputs, allInfo):
     factory = ReaderInfoFactory(workinggrid, controls.windowxsize, controls.windowysize,
                                 controls.overlap, controls.loggingstream)
     filenames = {(name, seqNum): filename for name, seqNum, filename in infiles}
-    from .imagereader import selectedBands, selectedNulls
     nullvalues = {}
     for name, seqNum, _ in infiles:
         info = allInfo[(name, seqNum)]
-        if not getattr(info, "isVector", False):
+        if not info.isVector:
             bands = selectedBands(controls, name, info)
             nullvalues[(name, seqNum)] = selectedNulls(controls, name, info, bands)
     return factory.make(blockDefn, filenames, nullvalues, inputs)

@@ -707,7 +707,7 @@ class NetworkDataChannel:
         if cloudpickle is None:
             raise rioserrors.UnavailableError(
                 "NetworkDataChannel requires the cloudpickle package: pip install cloudpickle")
-        from sharedapplier.engine import sharedobjects
+        from sharedapplier.engine.remote import sharedobjects
         self._server = self._client = None
         if workerInitData is not None and outBlockBuffer is not None:
             self.workerInitData = cloudpickle.dumps(workerInitData)
@@ -757,7 +757,7 @@ class _Constant:
 
 
 def _channelAddress(hostname, portnum, authkey):
-    from sharedapplier.engine.channel import ChannelAddress
+    from sharedapplier.launchers.base import ChannelAddress
     key = authkey.decode() if isinstance(authkey, bytes) else str(authkey)
     return ChannelAddress(str(hostname), int(portnum), key)
 

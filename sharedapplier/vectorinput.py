@@ -15,6 +15,7 @@ from osgeo import gdal_array, osr
 
 from . import rioserrors
 from .fileinfo import ImageInfo
+from .inputspec import prepareInputSpec
 from .pixelgrid import PixelGridDefn
 
 _CREATION_OPTIONS = ["TILED=YES", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER"]
@@ -103,7 +104,6 @@ def rasterizeOptions(name, filename, info, workinggrid, controls) -> dict:
 def prepareVectorSpec(name, seqNum, filename, info, workinggrid, controls, tmpfileMgr,
                       rasterizer):
     """Rasterise a vector input (through the run's RasterizationMgr) and describe it."""
-    from .imagereader import prepareInputSpec
     options = rasterizeOptions(name, filename, info, workinggrid, controls)
     rasterfile = rasterizer.rasterize(filename, options, tmpfileMgr)
     spec = prepareInputSpec(name, seqNum, filename, ImageInfo(rasterfile), workinggrid,

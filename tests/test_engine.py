@@ -15,7 +15,6 @@ from conftest import read_raster, write_raster
 from osgeo import gdal
 
 from sharedapplier import applier, imagereader, rioserrors
-from sharedapplier.engine import signals as sig
 from sharedapplier.engine import slabpool
 from sharedapplier.structures import (
     CW_PROCESSES,
@@ -151,8 +150,8 @@ def test_timers_record_each_worker(scene, tmp_path):
 
 def test_forkserver_preloads_what_the_user_function_imports(scene, tmp_path, no_shm_leak):
     """Modules the function's pickle names are preloaded into the forkserver; a later run
-    needing another module restarts it between runs, and both runs are right."""
-    from sharedapplier.engine import forkserver
+    needing another module imports it in its workers, and both runs are right."""
+    from sharedapplier.engine import processes as forkserver
 
     def uses_colorsys(info, inputs, outputs):  # local, so pickled by value
         outputs.o = inputs.a + np.uint16(colorsys.rgb_to_hsv(0, 0, 1)[2])
@@ -168,7 +167,7 @@ def test_forkserver_preloads_what_the_user_function_imports(scene, tmp_path, no_
         applier.apply(func, assoc(a=scene["a"]), assoc(o=str(out)),
                       controls=controls(STYLES["proc2"]))
         np.testing.assert_array_equal(read_raster(out), expected)
-    assert {"colorsys", "fractions"} <= forkserver._preloaded
+    assert forkserver.BASE_PRELOAD <= forkserver._preloaded
 
 
 def fail_on_block(info, inputs, outputs):
@@ -325,43 +324,6 @@ def test_job_blocks_survive_the_trip_to_a_worker():
     assert copy.blockList[-1] == applier.ApplierBlockDefn(64, 96, 6, 4)
     assert all(type(v) is int for b in copy.blockList for v in (b.top, b.left, b.nrows, b.ncols))
     assert job.blockList is blocks          # the main process's list is left alone
-
-
-def small_pool(nslots, nblocks):
-    desc = slabpool.PoolDescription(slabpool.newRunPrefix(), nslots, nblocks,
-                                    (slabpool.Field(("a", None), "<u2", 1, 4, 4),), None)
-    return slabpool.SlabPool(desc, shared=False, create=True)
-
-
-def test_a_waiting_writer_is_woken_for_a_batch_or_the_last_block():
-    pool, signals = small_pool(6, 4), sig.SlotSignals.create(6)
-    pool.setCounter(slabpool.WAKE_AT, 2)
-    for slot in range(4):
-        pool.setSlot(slot, slabpool.COMPUTING, block=slot)
-    sig.writerWaits(pool)
-    sig.markComputed(pool, signals, 1, 1)       # not the next block to write
-    sig.markComputed(pool, signals, 2, 2)       # two ready, but block 0 is still missing
-    assert not signals.doorbell.acquire(False)
-    sig.markComputed(pool, signals, 0, 0)       # blocks 0..2 can be written now
-    assert signals.doorbell.acquire(False) and not signals.doorbell.acquire(False)
-    sig.markComputed(pool, signals, 3, 3)       # the writer did not ask again: no ring
-    assert not signals.doorbell.acquire(False)
-    pool.setCounter(slabpool.BLOCKS_WRITTEN, 3)
-    sig.writerWaits(pool)
-    pool.setCounter(slabpool.BLOCKS_COMPUTED, 3)
-    sig.markComputed(pool, signals, 3, 3)       # one block waits, but it is the last one
-    assert signals.doorbell.acquire(False)
-    pool.release()
-
-
-def test_find_slot_takes_the_lowest_block_in_a_state():
-    pool = small_pool(5, 10)
-    for slot, block in ((0, 7), (2, 3), (4, 5)):
-        pool.setSlot(slot, slabpool.READY, block=block)
-    assert pool.findSlot(slabpool.READY) == 2
-    assert pool.findSlot(slabpool.FREE) == 1
-    assert pool.findSlot(slabpool.COMPUTED) is None
-    pool.release()
 
 
 def note_process_settings(info, inputs, outputs, other):

@@ -22,7 +22,8 @@ from conftest import read_raster, write_raster
 from osgeo import gdal
 
 from sharedapplier import applier, imagereader, rioserrors
-from sharedapplier.engine import channel as chan
+from sharedapplier.engine import messages
+from sharedapplier.engine.remote import channel as chan
 from sharedapplier.launchers.jobscript import END_MARKER, STATUS_LABEL
 from sharedapplier.structures import (
     CW_AWSBATCH,
@@ -130,7 +131,7 @@ def connectWithWrongKey() -> bool:
         address = chan.ChannelAddress.fromString(argv[argv.index("--channaddr") + 1])
     wrong = chan.ChannelAddress(address.hostname, address.portnum, "0" * 64)
     try:
-        chan.connectToChannel(wrong, chan.WorkerHello(0, {}), timeout=10).close()
+        chan.connectToChannel(wrong, messages.WorkerHello(0, {}), timeout=10).close()
     except (AuthenticationError, EOFError, OSError):
         return True
     return False
@@ -291,7 +292,7 @@ def test_channel_refuses_wrong_keys_and_garbage_before_unpickling(tmp_path):
         assert 30000 <= channel.address.portnum <= 50000
         bad = chan.ChannelAddress("127.0.0.1", channel.address.portnum, "f" * 64)
         with pytest.raises(AuthenticationError):
-            chan.connectToChannel(bad, chan.WorkerHello(3, {}), timeout=5)
+            chan.connectToChannel(bad, messages.WorkerHello(3, {}), timeout=5)
         # a pickle that would run a shell command if anyone unpickled it
         payload = f"cos\nsystem\n(S'touch {tmp_path}/pwned'\ntR.".encode()
         with socket.create_connection(("127.0.0.1", channel.address.portnum)) as raw:
@@ -301,7 +302,7 @@ def test_channel_refuses_wrong_keys_and_garbage_before_unpickling(tmp_path):
                 while raw.recv(4096):
                     pass
         assert not (tmp_path / "pwned").exists()
-        good = chan.connectToChannel(channel.address, chan.WorkerHello(3, {"host": "here"}),
+        good = chan.connectToChannel(channel.address, messages.WorkerHello(3, {"host": "here"}),
                                      timeout=5)
         conn, identity = channel.awaitWorker(3, timeout=10)
         assert identity == {"host": "here"}

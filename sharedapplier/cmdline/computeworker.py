@@ -33,25 +33,26 @@ def addArguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from ..engine import channel, remoteworkers
+    from .. import launchers
+    from ..engine.remote import worker
     workerID = args.idnum
     if workerID is None:
-        workerID = remoteworkers.workerNumberFromEnvironment()
+        workerID = launchers.workerNumberFromEnvironment()
     if workerID is None:
         print(f"{PROG}: error: no worker number: give -i, or run as an array job",
               file=sys.stderr)
         return 2
     try:
         if args.channaddrfile:
-            address = channel.ChannelAddress.fromFile(args.channaddrfile)
+            address = launchers.ChannelAddress.fromFile(args.channaddrfile)
         elif args.channaddr:
-            address = channel.ChannelAddress.fromString(args.channaddr)
+            address = launchers.ChannelAddress.fromString(args.channaddr)
         else:
             from ..launchers.awsbatch import addressFromSecret
             address = addressFromSecret(args.channaddrsecret)
         print(f"{PROG} {workerID}: connecting to {address.hostname}:{address.portnum}",
               flush=True)
-        status = remoteworkers.runRemoteWorker(address, workerID)
+        status = worker.runRemoteWorker(address, workerID)
     except (rioserrors.RiosError, OSError) as e:
         print(f"{PROG} {workerID}: error: {e}", file=sys.stderr)
         return 1

@@ -1,56 +1,55 @@
 """The block engine: read workers, compute workers and one writer sharing memory slabs.
 
-Data flows one way, read -> compute -> write, through slots of shared memory::
+Data flows one way, read -> compute -> write, through the slots of a slab pool::
 
-    main process                                         compute workers (CW_PROCESSES:
-    ------------                                         spawned processes; CW_THREADS:
-                                                         threads of the main process)
-    read threads ----GDAL ReadAsArray(buf_obj)-----+
-    (or each compute process reads for itself)     |
-                                                   v
-         +------------------- input slab ------------------------+
-         | slot 0 | slot 1 | ... | slot n-1 |   one block each,   |
-         +---------------------------------+   every input,      |
-              ^ free sem (free slots)          margin included   |
-              |                                                   |
-              |       ready sem (input-complete slots) ------> worker takes the lowest
-              |                                                ready block, calls the user
-              |                                                function on zero-copy views
-         +------------------- output slab -----------------------+
-         | slot 0 | slot 1 | ... | slot n-1 |  <- worker copies its outputs in (one copy),
-         +----------------------------------+     notes block -> slot in the header and,
-              ^                                   if the waiting writer now has a batch
-              |                                   (half the slots, or the last block),
-              |                                   rings the doorbell sem
-              |                                                    |
-    writer (main thread) <-----------------------------------------+
-    wakes on the doorbell, writes every slot that is next in block order from its views
-    (GDAL), single-pass stats, and frees each slot once written (free sem); with nothing
-    to write it asks to be woken (WRITER_WAITING in the header); when it had waited (the
-    workers are the bottleneck) it also flushes finished rows of blocks to the files.
+    read threads (readworkers)   or a compute worker that reads for itself, or the main
+    |  claimFree: a FREE slot     thread between writes when nobody else reads
+    |  and the next block
+    v  GDAL ReadAsArray(buf_obj) straight into the slot's input views
+    +------------------------------ input slab (slabpool) ------------------------------+
+    | slot 0 | slot 1 | ... | slot n-1 |  one block each: every input, margin included |
+    +-----------------------------------------------------------------------------------+
+    |  markReady (ready sem +1)
+    v
+    compute workers (computeworkers: threads; processes: processes; remote.proxy: one
+    |  thread per remote worker, trading the block over the channel)
+    |  takeReady: the lowest READY block (block 0 first: it fixes the output layout)
+    |  the user function on zero-copy views; outputs copied once into the output slab
+    v  markComputed: block -> slot in the header; rings the doorbell when worth it
+    +------------------------------ output slab (slabpool) -----------------------------+
+    | slot 0 | slot 1 | ... | slot n-1 |  every output, margin stripped                |
+    +-----------------------------------------------------------------------------------+
+    |  writer (main thread): computedRun from the next block to write, in block order
+    v  GDAL writes, single-pass statistics; handBack frees each slot (free sem +1)
 
-    header segment: per slot (state FREE/FILLING/READY/COMPUTING/COMPUTED, block, worker),
-    the run counters (blocks filled, taken, computed, written; messages; whether the
-    writer waits), and per block the slot holding it once computed; changed only under the
-    run's lock.
+Every route runs the same stages (``stages``): a worker is one ``WorkerLoop`` over a block
+source, a compute stage and a sink; with no workers the main thread runs that loop reading
+and writing each block itself. Messages between parties are the frozen classes of
+``messages``; each is announced on the board before it goes through a pipe, so the
+writer reads pipes only when told to, and every failure arrives as a ``WorkerFailed``
+(``inbox``). ``watch`` notices dead workers and timeouts within POLL_SECONDS.
+
+State, and who may change it:
+
+* The slot table (per slot: state FREE/FILLING/READY/COMPUTING/COMPUTED, block, holder,
+  when its user function started) and the run counters (blocks filled, taken, computed,
+  written; messages announced; whether the writer waits; the batch that wakes it) live in
+  the pool's header segment. Only ``slots.SlotBoard`` changes them, under the run's lock
+  (``SlotSignals.lock``); the STARTED column alone is written without it, by the slot's
+  holder. Each transition belongs to one party: readers claim and mark ready, compute
+  workers take and mark computed, the writer hands back.
+* The semaphores ``free`` and ``ready`` count FREE and READY slots; ``doorbell`` wakes the
+  writer; ``stop`` ends every wait. Made by the main process, shared with its workers.
+* The slabs' pixels: a slot's input views belong to whoever holds the slot (FILLING:
+  its reader; COMPUTING: its worker); its output views to its worker until it is
+  COMPUTED, then to the writer until handed back.
+* The output layout is fixed once, by the main process, from block 0 (``inbox``), which
+  then makes the output slab and tells every worker (``OutputsReady``).
+* Each worker's otherArgs copy and timers are its own until it sends ``WorkerFinished``.
 
 Who owns what: the main process creates and unlinks every segment (names start with
-``sa_<pid>_<random>_``) and every semaphore; workers attach by name, untracked. Nothing
-crosses a pipe per block, and pixels never do: a worker's few messages (the first block's
-output layout, an error, its results at the end) are announced by a ring of the doorbell.
-The writer's waits on the doorbell are short (POLL_SECONDS), and between them it checks the
-pipes and whether every worker is alive, so an exception or a dead worker is noticed
-within a fraction of a second; every other wait is bounded by a RIOS timeout. With no
-workers the same stage functions run one after another in the main thread.
-
-Remote workers (CW_SUBPROC, CW_SLURM, CW_PBS, CW_AWSBATCH and launchers of other packages)
-run elsewhere, so they cannot map the slabs. Each is served by a proxy thread of the main
-process that takes slots exactly as a compute thread does and trades pixels with its
-worker over an authenticated socket (``remoteworkers``, ``channel``); the launcher
-(``sharedapplier.launchers``) only starts, watches and cancels the jobs.
+``sa_<pid>_<random>_``) and every semaphore; compute processes attach by name, untracked.
+Remote workers cannot map the slabs: each is served by a proxy thread of the main
+process that holds slots as a compute thread does (``remote``); a launcher
+(``sharedapplier.launchers``) only starts, watches and cancels their jobs.
 """
-from __future__ import annotations
-
-from .runner import runBlocks
-
-__all__ = ["runBlocks"]

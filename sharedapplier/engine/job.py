@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy
 
-from .. import imagereader, imagewriter
+from .. import blockreader, blockwriter
 from ..readerinfo import ReaderInfoFactory
 from ..structures import ApplierBlockDefn, BlockAssociations
 from .slabpool import Field
@@ -72,7 +72,7 @@ class ComputeJob:
 
     def readCacheBytes(self) -> int:
         """The GDAL block cache a worker that reads this job's blocks needs."""
-        return imagereader.readCacheBytes(self.specs, self.workinggrid.getDimensions()[1],
+        return blockreader.readCacheBytes(self.specs, self.workinggrid.getDimensions()[1],
                                           self.windowxsize, self.windowysize, self.overlap)
 
     def inputFields(self) -> tuple:
@@ -106,7 +106,7 @@ class ComputeJob:
         else:
             self.userFunction(info, inputs, outputs, otherArgs)
         timings.addInterval("userfunction", start, time.time())
-        return imagewriter.prepareOutputArrays(outputs, self._outputEntries, blockDefn,
+        return blockwriter.prepareOutputArrays(outputs, self._outputEntries, blockDefn,
                                                self.overlap, layouts)
 
 

@@ -1,76 +1,74 @@
 """Read workers: threads of the main process that fill free slots with input blocks.
 
-Each thread owns its own :class:`~sharedapplier.imagereader.BlockReader` (GDAL handles are
+Each thread owns its own :class:`~sharedapplier.blockreader.BlockReader` (GDAL handles are
 never shared), claims the next block and a free slot, reads every input with GDAL straight
 into the slot's views, and marks the slot ready for the compute workers. GDAL releases the
-GIL while it reads, so these threads overlap with computing and writing.
+GIL while it reads, so these threads overlap with computing and writing. A failure goes to
+the main process as a :class:`~.messages.WorkerFailed` on the thread's pipe, as a compute
+worker's does, and stops the run.
 """
 from __future__ import annotations
 
-import queue
 import threading
+from multiprocessing import connection
 
-from ..imagereader import BlockReader
+from ..blockreader import BlockReader
 from ..structures import Timers, WorkerErrorRecord
-from . import signals as sig
+from . import messages as msg
+from . import slots
+from .computeworkers import PipeToMain
+from .slots import Party, Role, SlotBoard
+from .stages import readSlot
 
 
-def readSlot(reader: BlockReader, job, pool, slot: int, blockDefn) -> dict:
-    """Read every input of one block into its slot; return the views it read into."""
-    views = pool.inputViews(slot, job.inputShapes(blockDefn))
-    for spec in job.specs:
-        reader.readInto(spec, blockDefn, views[spec.key])
-    return views
-
-
-def readLoop(job, pool, signals, readerID: int, timings: Timers, errors: queue.Queue) -> None:
+def readLoop(job, pool, board: SlotBoard, readerID: int, timings: Timers,
+             pipe: PipeToMain) -> None:
     """Fill slots until every block has been claimed, or the run stops."""
     reader = BlockReader(job.specs, job.overlap)
-    worker = -(readerID + 1)
+    party = Party(Role.READER, readerID)
     timeout = job.concurrency.readBufferInsertTimeout
     blockDefn = None
     try:
         while True:
             with timings.interval("wait_free_slot"):
-                claimed = sig.claimBlock(pool, signals, worker, timeout)
+                claimed = board.claimFree(party, timeout)
             if claimed is None:
                 return
             slot, blockIndex = claimed
             blockDefn = job.blockList[blockIndex]
             with timings.interval("reading"):
                 readSlot(reader, job, pool, slot, blockDefn)
-            sig.markReady(pool, signals, slot)
-    except sig.StopRequested:
+            board.markReady(slot)
+    except slots.StopRequested:
         return
     except Exception as e:
-        errors.put(WorkerErrorRecord(e, "read", readerID, blockDefn=blockDefn))
-        signals.stop.set()
+        if not board.stopping:
+            pipe.send(msg.WorkerFailed(WorkerErrorRecord(e, "read", readerID,
+                                                         blockDefn=blockDefn)))
+            board.requestStop()
     finally:
         reader.close()
 
 
 class ReadWorkers:
-    """A set of read threads and the queue where they report errors."""
+    """A set of read threads; :attr:`conns` are the main process's ends of their pipes."""
 
-    def __init__(self, job, pool, signals, count: int):
-        self.errors: queue.Queue = queue.Queue()
+    def __init__(self, job, pool, board: SlotBoard, count: int):
         self.timers = [Timers(worker=f"read {i}") for i in range(count)]
-        self.threads = [
-            threading.Thread(target=readLoop, name=f"sharedapplier-read-{i}", daemon=True,
-                             args=(job, pool, signals, i, self.timers[i], self.errors))
-            for i in range(count)]
+        self.conns, self.threads = [], []
+        for i in range(count):
+            mainEnd, workerEnd = connection.Pipe(duplex=False)
+            self.conns.append(mainEnd)
+            self.threads.append(threading.Thread(
+                target=readLoop, name=f"sharedapplier-read-{i}", daemon=True,
+                args=(job, pool, board, i, self.timers[i], PipeToMain(workerEnd, board))))
 
     def start(self):
         for thread in self.threads:
             thread.start()
 
-    def firstError(self):
-        """The first error a reader reported, or None."""
-        try:
-            return self.errors.get_nowait()
-        except queue.Empty:
-            return None
-
     def join(self, timeout=5.0):
         for thread in self.threads:
             thread.join(timeout)
+        for conn in self.conns:
+            conn.close()

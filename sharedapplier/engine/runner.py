@@ -1,4 +1,14 @@
-"""Runs the blocks of a job in the concurrency style its controls ask for."""
+"""Runs the blocks of a job by the route its concurrency style asks for.
+
+Three routes, one :class:`~.stages.WorkerLoop` in each:
+
+* no workers, no read threads: the main thread reads, computes and writes each block in
+  turn (:func:`runSequentially`);
+* read threads and no compute workers: the main thread computes the blocks they read and
+  writes them (:meth:`PipelinedRun.computeInMain`);
+* compute workers (threads, processes, or remote through a launcher): the main thread
+  only writes, and reads too when nobody else does (:meth:`PipelinedRun.writeFromWorkers`).
+"""
 from __future__ import annotations
 
 import contextlib
@@ -7,21 +17,30 @@ import shutil
 import signal
 import threading
 import time
-import warnings
 from multiprocessing import connection
 
-import cloudpickle
-
-from .. import imagewriter, launchers, rioserrors
-from ..imagereader import BlockReader
-from ..structures import CW_NONE, CW_PROCESSES, CW_THREADS, WorkerErrorRecord
-from . import signals as sig
-from . import slabpool
-from .computeworkers import ComputeProcesses, ComputeThreads, WorkerState, computeSlot
-from .forkserver import workerContext
-from .readworkers import ReadWorkers, readSlot
-from .remoteworkers import RemoteWorkers, makeRunDirectory
-from .writer import ApplierProgress, OrderedWriter, writeSequentially
+from .. import blockwriter, launchers
+from ..blockreader import BlockReader
+from ..structures import CW_NONE, CW_PROCESSES, CW_THREADS
+from . import slabpool, slots
+from .computeworkers import ComputeThreads
+from .inbox import Inbox
+from .processes import ComputeProcesses, workerContext
+from .readworkers import ReadWorkers
+from .remote.proxy import RemoteWorkers, makeRunDirectory
+from .slots import MAIN_THREAD, SlotBoard, SlotSignals
+from .stages import (
+    ReaderSource,
+    SlotSink,
+    SlotSource,
+    UserFunction,
+    WorkerLoop,
+    WorkerState,
+    WriterSink,
+    readSlot,
+)
+from .watch import WorkerWatch, blameForTimeout
+from .writer import ApplierProgress, OrderedWriter
 
 
 def runBlocks(job, outputWriter, controls, timings) -> list:
@@ -62,25 +81,32 @@ def _runInStyle(job, outputWriter, controls, timings) -> list:
     progress = ApplierProgress(controls, len(job.blockList))
     kind = style.computeWorkerKind
     if kind == CW_NONE and style.numReadWorkers == 0:
-        reader = BlockReader(job.specs, job.overlap)
-        try:
-            writeSequentially(job, reader, outputWriter, progress, timings)
-        finally:
-            reader.close()
+        runSequentially(job, outputWriter, progress, timings)
         return [job.otherArgs]
     if kind in (CW_NONE, CW_THREADS, CW_PROCESSES):
         return PipelinedRun(job, outputWriter, progress, timings).run()
-    launcherClass = launchers.launcherClass(kind)
     rundir = makeRunDirectory(controls.tempdir)
     try:
-        launcher = launcherClass(style.computeWorkerExtraParams, rundir,
-                                 controls.jobName or "")
+        launcher = launchers.launcherClass(kind)(style.computeWorkerExtraParams, rundir,
+                                                 controls.jobName or "")
         launcher.checkAvailable()
         run = PipelinedRun(job, outputWriter, progress, timings, launcher, rundir)
     except BaseException:
         shutil.rmtree(rundir, ignore_errors=True)
         raise
     return run.run()
+
+
+def runSequentially(job, outputWriter, progress, timings) -> None:
+    """The route with no workers: read, compute and write each block in turn."""
+    reader = BlockReader(job.specs, job.overlap)
+    state = WorkerState(0, job.otherArgs, timings)
+    progress.update(0)
+    try:
+        WorkerLoop(ReaderSource(job, reader, timings), UserFunction(job, None, None, state),
+                   WriterSink(job, outputWriter, progress, state)).run()
+    finally:
+        reader.close()
 
 
 def planSlots(job, nworkers, nreaders) -> int:
@@ -95,14 +121,6 @@ def planSlots(job, nworkers, nreaders) -> int:
     useful = min(4 * parties + 2, len(job.blockList))
     return max(1, slabpool.slotCount(slotbytes, budget, minimum, useful))
 
-
-# A timeout that ran out is put down to a user function that has run for at least this
-# share of it (the wait began after the function did, give or take a poll).
-USER_FUNCTION_BLAME_FRACTION = 0.9
-
-# The worker number the main thread claims slots under when it reads (readers count down
-# from -1, compute workers up from 1).
-MAIN_READER = -1000
 
 # How long the main process waits on the pipes at a time while an announced message is on
 # its way (blocks computed meanwhile are written between these waits).
@@ -130,56 +148,48 @@ def _sigtermRaises():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _raiseRecord(record):
-    """Raise a worker's failure in the main process, once: the message carries the worker's
-    traceback and ``__cause__`` the worker's own exception, rebuilt here."""
-    raise rioserrors.WorkerExceptionError(str(record)) from record.exc
-
-
 class PipelinedRun:
     """A run with read threads and/or compute workers sharing a slab pool."""
 
     def __init__(self, job, outputWriter, progress, timings, launcher=None, rundir=None):
         style = job.concurrency
-        self.job = job
-        self.style = style
-        self.timings = timings
-        self.kind = style.computeWorkerKind
+        self.job, self.style, self.timings = job, style, timings
+        kind = style.computeWorkerKind
         remote = launcher is not None
-        self.reads = (self.kind == CW_PROCESSES or remote) and style.resolvedComputeWorkersRead()
-        nworkers = 0 if self.kind == CW_NONE else style.numComputeWorkers
+        reads = (kind == CW_PROCESSES or remote) and style.resolvedComputeWorkersRead()
+        nworkers = 0 if kind == CW_NONE else style.numComputeWorkers
         if style.singleBlockComputeWorkers:
             nworkers = len(job.blockList)
-        nreaders = 0 if self.reads else style.numReadWorkers
-        if remote and not self.reads:
+        nreaders = 0 if reads else style.numReadWorkers
+        if remote and not reads:
             nreaders = max(1, nreaders)
         nslots = planSlots(job, min(nworkers, len(job.blockList)), nreaders)
-        shared = self.kind == CW_PROCESSES
-        self.mpContext = None
-        if shared:
-            self.mpContext = workerContext(style.workerStartMethod, job.userFunction,
-                                           job.otherArgs)
+        mpContext = None
+        if kind == CW_PROCESSES:
+            mpContext = workerContext(style.workerStartMethod, job.userFunction, job.otherArgs)
         desc = slabpool.PoolDescription(slabpool.newRunPrefix(), nslots, len(job.blockList),
                                         job.inputFields(), None)
-        self.pool = slabpool.SlabPool(desc, shared=shared, create=True)
-        self.signals = sig.SlotSignals.create(nslots, self.mpContext)
-        self.readers = ReadWorkers(job, self.pool, self.signals, nreaders)
+        self.pool = slabpool.SlabPool(desc, shared=mpContext is not None, create=True)
+        self.signals = SlotSignals.create(nslots, mpContext)
+        self.board = SlotBoard(self.pool.header, nslots, len(job.blockList), self.signals)
+        self.readers = ReadWorkers(job, self.pool, self.board, nreaders)
         self.workers = None
         if remote:
-            self.workers = RemoteWorkers(job, self.pool, self.signals, nworkers, self.reads,
+            self.workers = RemoteWorkers(job, self.pool, self.board, nworkers, reads,
                                          launcher, rundir)
-        elif self.kind == CW_PROCESSES:
-            self.workers = ComputeProcesses(job, self.pool, self.signals, nworkers,
-                                            self.reads, self.mpContext)
-        elif self.kind == CW_THREADS:
-            self.workers = ComputeThreads(job, self.pool, self.signals, nworkers, job.otherArgs)
+        elif kind == CW_PROCESSES:
+            self.workers = ComputeProcesses(job, self.pool, self.signals, nworkers, reads,
+                                            mpContext)
+        elif kind == CW_THREADS:
+            self.workers = ComputeThreads(job, self.pool, self.board, nworkers, job.otherArgs)
         # CW_THREADS with no read workers: the main thread reads, between writes
         self.mainReader = None
-        if self.workers is not None and not self.reads and nreaders == 0:
+        if self.workers is not None and not reads and nreaders == 0:
             self.mainReader = BlockReader(job.specs, job.overlap)
-        self.writer = OrderedWriter(job, self.pool, self.signals, outputWriter, progress)
-        self.closedPipes = set()
-        self.messagesReceived = 0
+        self.writer = OrderedWriter(job, self.pool, self.board, outputWriter, progress)
+        self.inbox = Inbox(job, self.board, self.writer, timings, self.readers.conns,
+                           [] if self.workers is None else self.workers.conns,
+                           onFailure=lambda record: blameForTimeout(job, self.board, record))
 
     def run(self) -> list:
         try:
@@ -189,204 +199,75 @@ class PipelinedRun:
                         self.workers.start()
                 self.readers.start()
                 if self.workers is None:
-                    return self._computeInMain()
-                return self._writeFromWorkers()
+                    return self.computeInMain()
+                return self.writeFromWorkers()
         finally:
             self._shutdown()
 
-    # --- CW_NONE with read workers: the main thread computes and writes -------------
-    def _computeInMain(self):
-        state = WorkerState(0, None, self.job.otherArgs, reads=False,
-                            agreeLayouts=self._layoutsFromFirstBlock)
-        state.timings = self.timings
-        while self.writer.written < len(self.job.blockList):
-            self._checkReaders()
-            try:
-                with self.timings.interval("wait_input"):
-                    claimed = sig.takeReady(self.pool, self.signals, 1,
-                                            self.style.readBufferPopTimeout)
-            except sig.StopRequested:
-                self._checkReaders()
-                raise
-            slot, blockIndex = claimed
-            computeSlot(self.job, self.pool, self.signals, state, slot, blockIndex)
-            self.writer.writeComputed()
+    def computeInMain(self) -> list:
+        """CW_NONE with read threads: the main thread computes the blocks and writes them."""
+        state = WorkerState(0, self.job.otherArgs, self.timings)
+
+        def layoutsFromFirstBlock(blockIndex, arrays):
+            self.writer.setLayouts(blockwriter.layoutsFromArrays(arrays))
+            return self.writer.layouts
+
+        source = SlotSource(self.job, self.pool, self.board, MAIN_THREAD, self.timings)
+        sink = WriteAsComputed(SlotSink(self.job, self.pool, self.board, state,
+                                        layoutsFromFirstBlock), self.writer, self.inbox)
+        try:
+            WorkerLoop(source, UserFunction(self.job, self.pool, self.board, state), sink).run()
+        except slots.StopRequested:
+            self.inbox.readAll()  # a reader's failure stopped the run: raise that
+            raise
         return [self.job.otherArgs]
 
-    def _layoutsFromFirstBlock(self, arrays):
-        layouts = imagewriter.layoutsFromArrays(arrays)
-        self.writer.setLayouts(layouts)
-        return layouts
-
-    def _checkReaders(self):
-        record = self.readers.firstError()
-        if record is not None:
-            if isinstance(record.exc, rioserrors.TimeoutError):
-                self._blameSlowUserFunction("readBufferInsertTimeout",
-                                            self.style.readBufferInsertTimeout)
-            _raiseRecord(record)
-
-    def _blameSlowUserFunction(self, option, timeout):
-        """When the wait for ``option`` ran out because a user function has been running at
-        least as long, say so, naming its block and worker, instead of blaming the wait."""
-        running = self.pool.userFunctionsRunning()
-        if not running or timeout is None:
-            return
-        seconds, block, worker = max(running)
-        if seconds < USER_FUNCTION_BLAME_FRACTION * timeout:
-            return
-        _raiseRecord(_mainRecord(rioserrors.TimeoutError(
-            f"the user function has been running for {seconds:.1f} s on block "
-            f"{self.job.blockList[block]!r} in compute worker {worker - 1}, and the run "
-            f"waited {timeout} s for it. If a block needs that long, raise {option} "
-            f"(current value = {timeout}) in the ConcurrencyStyle, or set it to None to wait "
-            "for ever")))
-
-    def _blameForWorkersTimeout(self, record):
-        """A worker's wait ran out: perhaps another worker's user function is the cause."""
-        text = str(record.exc)
-        for option in ("readBufferInsertTimeout", "readBufferPopTimeout",
-                       "computeBufferInsertTimeout"):
-            if option in text:
-                self._blameSlowUserFunction(option, getattr(self.style, option))
-
-    # --- compute workers: the main thread only writes ----------------------------------
-    def _writeFromWorkers(self):
+    def writeFromWorkers(self) -> list:
         """Write blocks as the doorbell announces them; read the pipes only when told to.
 
         Pipes, deaths and timeouts are also checked every POLL_SECONDS, so a worker that
-        dies without a word is noticed within a fraction of a second. While an announced
-        message has not arrived yet, the writer waits on the pipes, a millisecond at a time
-        so that blocks computed meanwhile are written too.
+        dies without a word is noticed within a fraction of a second.
         """
-        nworkers = len(self.workers.conns)
-        finished, otherArgsList = set(), []
-        timeout = self.style.computeBufferPopTimeout
-        lastProgress = lastCheck = time.monotonic()
-        expecting = wrote = False
-        while len(finished) < nworkers or self.writer.written < len(self.job.blockList):
+        nblocks = len(self.job.blockList)
+        watch = WorkerWatch(self.job, self.board, self.workers, self.inbox)
+        wrote = False
+        while not self.inbox.allFinished(len(self.workers.conns)) or \
+                self.writer.written < nblocks:
             if self.mainReader is not None:
                 self._readFreeSlots()
-            waitStart = time.monotonic()
-            if expecting:   # the doorbell rang before the message was sent: wait for it
-                connection.wait(self._livePipes(finished), MESSAGE_POLL_SECONDS)
-                rang = self.signals.doorbell.acquire(False)
-            else:
-                # after a batch there may be more to write at once; writeComputed asks to
-                # be woken only when it found nothing
-                rang = self.signals.doorbell.acquire(timeout=0 if wrote else sig.POLL_SECONDS)
-            idle = time.monotonic() - waitStart > IDLE_FLUSH_SECONDS
-            # every ring before this point is for blocks or a message already in the
-            # header, which the writing and checks below see: one pass serves them all
-            while rang and self.signals.doorbell.acquire(False):
-                pass
+            idle = self._awaitWork(wrote)
             wrote = self.writer.writeComputed() > 0
             if wrote:
-                lastProgress = time.monotonic()
+                watch.progressed()
                 if idle:
                     self.writer.flushFinishedRows()
-            now = time.monotonic()
-            expecting = self._messagesAnnounced() > self.messagesReceived
-            if not expecting and now - lastCheck < sig.POLL_SECONDS:
-                continue
-            lastCheck = now
-            if self._readMessages(finished, otherArgsList):
-                lastProgress = now
-            expecting = self._messagesAnnounced() > self.messagesReceived
-            self._checkReaders()
-            self._checkDeaths(finished)
-            if self.workers.waitingForStart():
-                lastProgress = now
-            elif timeout is not None and now - lastProgress > timeout:
-                self._blameSlowUserFunction("computeBufferPopTimeout", timeout)
-                _raiseRecord(_mainRecord(sig.timeoutError(
-                    "the next computed block", "computeBufferPopTimeout", timeout)))
-        return otherArgsList
+            watch.check(self.inbox.expecting())
+        return self.inbox.otherArgsList
+
+    def _awaitWork(self, wrote: bool) -> bool:
+        """Wait for the doorbell (or, while a message is on its way, on the pipes); whether
+        the writer was idle long enough to flush rows."""
+        start = time.monotonic()
+        if self.inbox.expecting():
+            connection.wait(self.inbox.livePipes(), MESSAGE_POLL_SECONDS)
+            self.board.awaitDoorbell(0)
+        else:
+            # after a batch there may be more to write at once; writeComputed asks to be
+            # woken only when it found nothing
+            self.board.awaitDoorbell(0 if wrote else slots.POLL_SECONDS)
+        return time.monotonic() - start > IDLE_FLUSH_SECONDS
 
     def _readFreeSlots(self):
         """Fill every free slot with the next block (when no read workers do)."""
-        while True:
-            claimed = sig.tryClaimBlock(self.pool, self.signals, MAIN_READER)
-            if claimed is None:
-                return
+        while (claimed := self.board.tryClaimFree(MAIN_THREAD)) is not None:
             slot, blockIndex = claimed
             with self.timings.interval("reading"):
                 readSlot(self.mainReader, self.job, self.pool, slot,
                          self.job.blockList[blockIndex])
-            sig.markReady(self.pool, self.signals, slot)
-
-    def _messagesAnnounced(self) -> int:
-        # no lock needed: the count only grows, and a ring of the doorbell follows it
-        return self.pool.counter(slabpool.MESSAGES)
-
-    def _livePipes(self, finished) -> list:
-        """The pipes of the workers that may still send something."""
-        conns = self.workers.conns
-        return [conns[i] for i in range(len(conns))
-                if i not in finished and i not in self.closedPipes]
-
-    def _readMessages(self, finished, otherArgsList) -> bool:
-        """Handle every message waiting in the workers' pipes; True if there were any."""
-        conns = self.workers.conns
-        handled = False
-        for conn in connection.wait(self._livePipes(finished), timeout=0):
-            i = conns.index(conn)
-            while i not in self.closedPipes and not conn.closed and conn.poll(0):
-                handled = self._handleMessage(i, finished, otherArgsList) or handled
-        return handled
-
-    def _handleMessage(self, workerID, finished, otherArgsList) -> bool:
-        try:
-            message = self.workers.conns[workerID].recv()
-        except (EOFError, OSError):
-            self.closedPipes.add(workerID)
-            return False
-        self.messagesReceived += 1
-        kind = message[0]
-        if kind == "layout":
-            _, _, blockIndex, layouts = message
-            if self.writer.layouts is None and blockIndex == 0:
-                self.writer.setLayouts(layouts)
-                fields = self.job.outputFields(self.writer.layouts)
-                for conn in self.workers.conns:
-                    with contextlib.suppress(OSError):
-                        conn.send(("outputs", fields, self.writer.layouts))
-            return True
-        if kind == "error":
-            if isinstance(message[1].exc, rioserrors.TimeoutError):
-                self._blameForWorkersTimeout(message[1])
-            _raiseRecord(message[1])
-        if kind == "warning":
-            warnings.warn(message[2], message[1], stacklevel=1)
-            return True
-        if kind == "finished":
-            finished.add(message[1])
-            self.timings.merge(message[2])
-            otherArgs = cloudpickle.loads(message[3])
-            if otherArgs is not None:
-                otherArgsList.append(otherArgs)
-            return True
-        return False
-
-    def _checkDeaths(self, finished):
-        for i in self.workers.deadWorkers(finished):
-            conn = self.workers.conns[i]
-            if i not in self.closedPipes and not conn.closed and conn.poll(0):
-                continue  # read what it sent before dying first
-            block = self._blockOfWorker(i + 1)
-            where = "" if block is None else f" while processing block {block}"
-            _raiseRecord(_mainRecord(RuntimeError(self.workers.describeDeath(i) + where)))
-
-    def _blockOfWorker(self, worker):
-        with self.signals.lock:
-            for slot in range(self.pool.desc.nslots):
-                if (self.pool.slotWorker(slot) == worker and self.pool.slotState(slot) in
-                        (slabpool.FILLING, slabpool.COMPUTING)):
-                    return self.job.blockList[self.pool.slotBlock(slot)]
-        return None
+            self.board.markReady(slot)
 
     def _shutdown(self):
-        self.signals.stop.set()
+        self.board.requestStop()
         try:
             if self.mainReader is not None:
                 self.mainReader.close()
@@ -399,5 +280,16 @@ class PipelinedRun:
             self.pool.release()
 
 
-def _mainRecord(exc):
-    return WorkerErrorRecord(exc, "main")
+class WriteAsComputed:
+    """The main thread's sink when it computes: each block into its slot, then every block
+    that can be written is, and what the read threads said is heard."""
+
+    def __init__(self, sink: SlotSink, writer: OrderedWriter, inbox: Inbox):
+        self.sink = sink
+        self.writer = writer
+        self.inbox = inbox
+
+    def store(self, block, arrays) -> None:
+        self.sink.store(block, arrays)
+        self.writer.writeComputed()
+        self.inbox.readAll()

@@ -1,12 +1,9 @@
 """Shared-memory slabs of fixed slots, and the small shared header that tracks them.
 
 A slot holds one block: every input array (margin included) in the input slab and, once
-the first computed block has fixed the output layout, every output array (margin
-stripped) in the output slab at the same slot index. The header holds, per slot, its
-state and block number, the run's counters, and for every block the slot that holds it once
-computed (so the writer finds the next block to write without a message); it is only
-changed under the run's lock. Semaphores (in :class:`SlotSignals`) count free and
-input-complete slots, and ring the writer's doorbell.
+block 0 has fixed the output layout, every output array (margin stripped) in the output
+slab at the same slot index. The header segment holds the slot table and counters, which
+only :class:`~.slots.SlotBoard` reads and changes.
 
 The pool's owner (the main process) creates and unlinks every segment, under the
 run-unique prefix ``sa_<pid>_<random>_``; workers attach by name without registering with
@@ -20,33 +17,16 @@ import os
 import secrets
 import shutil
 import sys
-import time
 from dataclasses import dataclass, field
 from multiprocessing import resource_tracker, shared_memory
 
 import numpy
 
 from .. import rioserrors
+from .slots import headerLength
 
 SHM_DIR = "/dev/shm"
 SEGMENT_PREFIX = "sa_"
-
-# slot states
-FREE, FILLING, READY, COMPUTING, COMPUTED = range(5)
-# header columns per slot. STARTED is when the user function began on the slot's block
-# (CLOCK_MONOTONIC in ns, shared by the processes of one host; 0 = not running): written by
-# the slot's holder alone, without the lock, and read when a timeout needs explaining.
-STATE, BLOCK, WORKER, STARTED = range(4)
-_SLOT_COLUMNS = 4
-# run counters, stored after the slot rows. MESSAGES counts pipe messages sent to the main
-# process, so that it reads the pipes only when there is something to read. The writer
-# publishes BLOCKS_WRITTEN and, when it has nothing to write, sets WRITER_WAITING; workers
-# count BLOCKS_COMPUTED and wake a waiting writer once WAKE_AT blocks are ready for it.
-NEXT_TO_FILL, BLOCKS_TAKEN, MESSAGES, BLOCKS_COMPUTED, BLOCKS_WRITTEN, WRITER_WAITING, \
-    WAKE_AT = range(7)
-_COUNTERS = 7
-# after the counters: one entry per block, 1 + the slot holding it once computed (0 = not yet)
-
 
 @dataclass(frozen=True)
 class Field:
@@ -204,7 +184,7 @@ class SlabPool:
         self.outputLayout = None
         self.outputSegment = None
         self.segments = []
-        self._header = None
+        self.header = None
         self._outputViewCache = {}
         try:
             self._open(desc, create)
@@ -213,15 +193,13 @@ class SlabPool:
             raise
 
     def _open(self, desc, create):
-        self._counters = desc.nslots * _SLOT_COLUMNS
-        self._computedTable = self._counters + _COUNTERS
-        headerLength = self._computedTable + desc.nblocks
-        self.headerSegment = self._segment("hdr", headerLength * 8, create)
+        nbytes = headerLength(desc.nslots, desc.nblocks) * 8
+        self.headerSegment = self._segment("hdr", nbytes, create)
         self.inputSegment = self._segment("in", desc.nslots * self.inputLayout.slotbytes, create)
         # plain int64 memory: indexing it gives Python ints, much faster than numpy scalars
-        self._header = self.headerSegment.buf[:headerLength * 8].cast("q")
+        self.header = self.headerSegment.buf[:nbytes].cast("q")
         if create:
-            self.headerSegment.buf[:headerLength * 8] = bytes(headerLength * 8)
+            self.headerSegment.buf[:nbytes] = bytes(nbytes)
         if desc.outputFields is not None:
             self.attachOutputs(desc.outputFields, create=False)
 
@@ -233,76 +211,6 @@ class SlabPool:
             seg = Segment(name, nbytes, create=create)
         self.segments.append(seg)
         return seg
-
-    # --- header ------------------------------------------------------------------
-    def slotState(self, slot):
-        return self._header[slot * _SLOT_COLUMNS + STATE]
-
-    def slotBlock(self, slot):
-        return self._header[slot * _SLOT_COLUMNS + BLOCK]
-
-    def slotWorker(self, slot):
-        return self._header[slot * _SLOT_COLUMNS + WORKER]
-
-    def setSlot(self, slot, state, block=None, worker=None):
-        row = slot * _SLOT_COLUMNS
-        self._header[row + STATE] = state
-        if block is not None:
-            self._header[row + BLOCK] = block
-        if worker is not None:
-            self._header[row + WORKER] = worker
-
-    def noteUserFunctionStart(self, slot):
-        """(The slot's holder) the user function starts on the slot's block now."""
-        self._header[slot * _SLOT_COLUMNS + STARTED] = time.monotonic_ns()
-
-    def userFunctionsRunning(self) -> list[tuple[float, int, int]]:
-        """(seconds running, block, worker) of every block whose user function is running."""
-        now = time.monotonic_ns()
-        running = []
-        for slot in range(self.desc.nslots):
-            row = slot * _SLOT_COLUMNS
-            started = self._header[row + STARTED]
-            if started and self._header[row + STATE] in (FILLING, COMPUTING):
-                running.append(((now - started) / 1e9, self._header[row + BLOCK],
-                                self._header[row + WORKER]))
-        return running
-
-    def findSlot(self, state):
-        """The slot in ``state`` holding the lowest block number (any one if FREE), or None."""
-        states = self._header[STATE:self._counters:_SLOT_COLUMNS].tolist()
-        if state not in states:
-            return None
-        if state == FREE:
-            return states.index(state)
-        blocks = self._header[BLOCK:self._counters:_SLOT_COLUMNS].tolist()
-        return min((b, slot) for slot, (s, b) in enumerate(zip(states, blocks, strict=True))
-                   if s == state)[1]
-
-    def counter(self, which):
-        return self._header[self._counters + which]
-
-    def setCounter(self, which, value):
-        self._header[self._counters + which] = value
-
-    def bumpCounter(self, which):
-        """Increase a run counter by one and return its previous value."""
-        idx = self._counters + which
-        value = self._header[idx]
-        self._header[idx] = value + 1
-        return value
-
-    def setComputed(self, slot, block):
-        """Mark a slot computed, note which slot holds ``block`` and count it."""
-        self.setSlot(slot, COMPUTED)
-        self._header[slot * _SLOT_COLUMNS + STARTED] = 0
-        self._header[self._computedTable + block] = slot + 1
-        self.bumpCounter(BLOCKS_COMPUTED)
-
-    def computedSlot(self, block):
-        """The slot holding ``block`` once it is computed, else None."""
-        slot = self._header[self._computedTable + block] - 1
-        return None if slot < 0 else slot
 
     # --- slabs -------------------------------------------------------------------
     def inputViews(self, slot, shapes):
@@ -340,9 +248,9 @@ class SlabPool:
 
     def release(self):
         """Drop every view's backing: the owner unlinks, others just close."""
-        if self._header is not None:
-            self._header.release()
-            self._header = None
+        if self.header is not None:
+            self.header.release()
+            self.header = None
         self._outputViewCache = {}
         for seg in reversed(self.segments):
             seg.release()

@@ -9,11 +9,7 @@ in block order, so the next block to write always already holds a slot.
 """
 from __future__ import annotations
 
-import time
-
-from .. import imagewriter
-from . import signals as sig
-from . import slabpool
+from .slots import SlotBoard
 
 
 class ApplierProgress:
@@ -44,18 +40,18 @@ class ApplierProgress:
 class OrderedWriter:
     """Writes computed slots in block order and hands their slots back to the readers."""
 
-    def __init__(self, job, pool, signals, outputWriter, progress):
+    def __init__(self, job, pool, board: SlotBoard, outputWriter, progress):
         self.job = job
         self.pool = pool
-        self.signals = signals
+        self.board = board
         self.outputWriter = outputWriter
         self.progress = progress
         self.written = 0
         self.layouts = None
-        pool.setCounter(slabpool.WAKE_AT, max(1, pool.desc.nslots // 2))
+        board.setWakeAt(max(1, board.nslots // 2))
 
     def setLayouts(self, layouts):
-        """Fix the output layout (first computed block) and make the output slab."""
+        """Fix the output layout (block 0's) and make the output slab."""
         self.layouts = layouts
         self.pool.createOutputs(self.job.outputFields(layouts))
 
@@ -69,52 +65,16 @@ class OrderedWriter:
         is done): waking it for every block would cost a compute-bound run a context switch
         per block.
         """
-        with self.signals.lock:
-            batch = self._computedRun()
-            if not batch:
-                sig.writerWaits(self.pool)
+        batch = self.board.computedRun(self.written)
         for slot in batch:
             blockDefn = self.job.blockList[self.written]
             views = self.pool.outputViews(slot, self.job.outputShapes(blockDefn, self.layouts))
             self.outputWriter.writeBlock(blockDefn, views)
             self.written += 1
-            self._handBack(slot)
+            self.board.handBack(slot, self.written)
             self.progress.update(self.written)
         return len(batch)
-
-    def _handBack(self, slot):
-        """Free a written block's slot for the next block to be read into."""
-        with self.signals.lock:
-            self.pool.setSlot(slot, slabpool.FREE)
-            self.pool.setCounter(slabpool.BLOCKS_WRITTEN, self.written)
-        self.signals.free.release()
 
     def flushFinishedRows(self):
         """Hand the finished rows of written blocks to the files (when the writer is idle)."""
         self.outputWriter.flushFinishedRows()
-
-    def _computedRun(self) -> list:
-        """The slots of the computed blocks that follow the last one written, in order."""
-        slots = []
-        nblocks = len(self.job.blockList)
-        while self.written + len(slots) < nblocks:
-            slot = self.pool.computedSlot(self.written + len(slots))
-            if slot is None:
-                break
-            slots.append(slot)
-        return slots
-
-
-def writeSequentially(job, reader, outputWriter, progress, timings):
-    """The whole pipeline with no workers: read, compute and write each block in turn."""
-    layouts = None
-    for blockIndex, blockDefn in enumerate(job.blockList):
-        progress.update(blockIndex)
-        start = time.time()
-        inputs = reader.readBlock(blockDefn)
-        timings.addInterval("reading", start, time.time())
-        arrays = job.computeBlock(blockDefn, inputs, job.otherArgs, timings, layouts)
-        if layouts is None:
-            layouts = imagewriter.layoutsFromArrays(arrays)
-        outputWriter.writeBlock(blockDefn, arrays)
-    progress.update(len(job.blockList))

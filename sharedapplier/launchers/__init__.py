@@ -12,10 +12,12 @@ and then runs ``ConcurrencyStyle(computeWorkerKind="CW_MYCLUSTER", ...)``.
 from __future__ import annotations
 
 import importlib
+import os
+from collections.abc import Mapping
 from importlib import metadata
 
 from .. import rioserrors
-from .base import Launcher, WorkerCommand, WorkerDescription
+from .base import DEFAULT_PORT_RANGE, ChannelAddress, Launcher, WorkerCommand, WorkerDescription
 
 ENTRY_POINT_GROUP = "sharedapplier.launchers"
 
@@ -26,8 +28,9 @@ BUILTIN_LAUNCHERS = {
     "CW_AWSBATCH": "sharedapplier.launchers.awsbatch:AWSBatchLauncher",
 }
 
-__all__ = ["ENTRY_POINT_GROUP", "Launcher", "WorkerCommand", "WorkerDescription",
-           "launcherClass", "launcherKinds"]
+__all__ = ["DEFAULT_PORT_RANGE", "ENTRY_POINT_GROUP", "ChannelAddress", "Launcher",
+           "WorkerCommand", "WorkerDescription", "jobIdFromEnvironment", "launcherClass",
+           "launcherKinds", "workerNumberFromEnvironment"]
 
 
 def _entryPoints() -> dict:
@@ -54,3 +57,30 @@ def launcherClass(kind: str) -> type[Launcher]:
         raise rioserrors.UnavailableError(
             f"the entry point {entry.value} for {kind} is not a sharedapplier Launcher class")
     return cls
+
+
+def _firstSet(names, environ: Mapping[str, str]) -> str | None:
+    return next((environ[n] for n in names if environ.get(n) not in (None, "")), None)
+
+
+def _declared(attribute: str) -> list[str]:
+    """The variables named ``attribute`` that every launcher declares."""
+    names = []
+    for kind in launcherKinds():
+        try:
+            names.extend(getattr(launcherClass(kind), attribute))
+        except rioserrors.UnavailableError:
+            continue
+    return names
+
+
+def workerNumberFromEnvironment(environ: Mapping[str, str] | None = None) -> int | None:
+    """A worker's number in an array job, from its scheduler's array index variable."""
+    value = _firstSet(_declared("arrayIndexVariables"),
+                      os.environ if environ is None else environ)
+    return None if value is None else int(value)
+
+
+def jobIdFromEnvironment(environ: Mapping[str, str] | None = None) -> str | None:
+    """A worker's job id, from its scheduler's job id variable."""
+    return _firstSet(_declared("jobIdVariables"), os.environ if environ is None else environ)

@@ -45,7 +45,7 @@ def addressFromSecret(secretID: str):
     """The channel address stored in a Secrets Manager secret (worker side)."""
     import os
 
-    from ..engine.channel import ChannelAddress
+    from .base import ChannelAddress
     client = _boto3().client("secretsmanager", endpoint_url=os.environ.get("AWS_ENDPOINT_URL"))
     value = client.get_secret_value(SecretId=secretID)["SecretString"]
     return ChannelAddress(**json.loads(value))
@@ -55,6 +55,8 @@ class AWSBatchLauncher(Launcher):
     """Submits one array job (a single job for one worker); cancels it on the way out."""
 
     backend = "AWS Batch"
+    arrayIndexVariables = ("AWS_BATCH_JOB_ARRAY_INDEX",)
+    jobIdVariables = ("AWS_BATCH_JOB_ID",)
     sharedFilesystem = False
 
     def __init__(self, extraParams, rundir, jobName):

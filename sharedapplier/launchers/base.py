@@ -5,15 +5,69 @@ tells the engine how each one is doing, and cancels whatever is still queued or 
 when the run ends. It knows nothing about blocks: each worker it starts runs
 ``sharedapplier computeworker``, which connects back to the main process over the
 authenticated channel and pulls blocks until none are left.
+
+The contract between the engine and the launchers is all here, and no launcher imports the
+engine: the engine gives a launcher the :class:`WorkerCommand` to run and the
+:class:`ChannelAddress` the workers connect to; a launcher declares the environment
+variables its scheduler sets in each worker (:attr:`Launcher.arrayIndexVariables`,
+:attr:`Launcher.jobIdVariables`), which the worker reads to learn its number and job id.
 """
 from __future__ import annotations
 
+import json
+import os
 import sys
 import threading
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+
+from .. import rioserrors
+
+# The ports the channel listens on unless computeWorkerExtraParams says channelPortRange.
+DEFAULT_PORT_RANGE = (30000, 50000)
+
+
+@dataclass(frozen=True)
+class ChannelAddress:
+    """Where the channel listens and the key that opens it."""
+
+    hostname: str
+    portnum: int
+    authkey: str
+
+    def addressStr(self) -> str:
+        """RIOS's form, ``hostname,port,authkey`` (for ``--channaddr``)."""
+        return f"{self.hostname},{self.portnum},{self.authkey}"
+
+    @classmethod
+    def fromString(cls, text: str) -> ChannelAddress:
+        try:
+            hostname, port, key = text.strip().split(",")
+            return cls(hostname, int(port), key)
+        except ValueError:
+            raise rioserrors.RiosError(
+                f"channel address {text.strip()[:40]!r} is not 'hostname,port,authkey'") from None
+
+    def writeFile(self, path: str) -> None:
+        """Write the address to a new file that only its owner can read."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(asdict(self), f)
+
+    @classmethod
+    def fromFile(cls, path: str) -> ChannelAddress:
+        try:
+            with open(path) as f:
+                text = f.read()
+        except OSError as e:
+            raise rioserrors.FileOpenError(
+                f"cannot read the channel address file {path}: {e.strerror}") from None
+        text = text.strip()
+        if text.startswith("{"):
+            return cls(**json.loads(text))
+        return cls.fromString(text.splitlines()[0])
 
 
 @dataclass(frozen=True)
@@ -76,6 +130,10 @@ class Launcher(ABC):
     backend = "remote"
     #: the backend is asked about the workers at most this often (seconds)
     pollInterval = 1.0
+    #: variables the scheduler sets in each worker to its index in an array job
+    arrayIndexVariables: tuple[str, ...] = ()
+    #: variables the scheduler sets in each worker to its job id
+    jobIdVariables: tuple[str, ...] = ()
 
     def __init__(self, extraParams: dict, rundir: Path, jobName: str):
         self.extraParams = dict(extraParams or {})

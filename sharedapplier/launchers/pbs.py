@@ -29,6 +29,8 @@ class PBSLauncher(Launcher):
     """
 
     backend = "PBS"
+    arrayIndexVariables = ("PBS_ARRAY_INDEX", "PBS_ARRAYID")
+    jobIdVariables = ("PBS_JOBID",)
 
     def __init__(self, extraParams, rundir, jobName):
         super().__init__(extraParams, rundir, jobName)

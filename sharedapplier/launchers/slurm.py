@@ -19,6 +19,8 @@ class SlurmLauncher(Launcher):
     """
 
     backend = "SLURM"
+    arrayIndexVariables = ("SLURM_ARRAY_TASK_ID",)
+    jobIdVariables = ("SLURM_JOB_ID",)
 
     def __init__(self, extraParams, rundir, jobName):
         super().__init__(extraParams, rundir, jobName)

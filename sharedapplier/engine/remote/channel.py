@@ -10,14 +10,14 @@ thread, which gives up after :data:`HANDSHAKE_SECONDS`.
 connection on according to the peer's first message. The engine's remote workers say a
 :class:`WorkerHello` and wait in a :class:`WorkerChannel` for whoever awaits that worker;
 RIOS's ``structures.NetworkDataChannel`` serves objects' methods on the same listener
-(:mod:`.sharedobjects`). The address and key reach workers through :class:`ChannelAddress`: a JSON
-file readable only by its owner (mode 0600) in the run's shared directory, or, when there is
-no shared directory, a string on the command line.
+(:mod:`.sharedobjects`). The address and key reach workers through
+:class:`~sharedapplier.launchers.base.ChannelAddress`: a JSON file readable only by its owner
+(mode 0600) in the run's shared directory, or, when there is no shared directory, a string on
+the command line.
 """
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import pickle
 import queue
@@ -25,56 +25,15 @@ import random
 import secrets
 import socket
 import threading
-from dataclasses import asdict, dataclass
 from multiprocessing import connection
 
-from .. import rioserrors
+from ... import rioserrors
+from ...launchers.base import DEFAULT_PORT_RANGE, ChannelAddress
+from ..messages import WorkerHello
 
-DEFAULT_PORT_RANGE = (30000, 50000)
 HANDSHAKE_SECONDS = 10.0
 _BIND_ATTEMPTS = 200
 _ACCEPT_POLL_SECONDS = 0.5
-
-
-@dataclass(frozen=True)
-class ChannelAddress:
-    """Where the channel listens and the key that opens it."""
-
-    hostname: str
-    portnum: int
-    authkey: str
-
-    def addressStr(self) -> str:
-        """RIOS's form, ``hostname,port,authkey`` (for ``--channaddr``)."""
-        return f"{self.hostname},{self.portnum},{self.authkey}"
-
-    @classmethod
-    def fromString(cls, text: str) -> ChannelAddress:
-        try:
-            hostname, port, key = text.strip().split(",")
-            return cls(hostname, int(port), key)
-        except ValueError:
-            raise rioserrors.RiosError(
-                f"channel address {text.strip()[:40]!r} is not 'hostname,port,authkey'") from None
-
-    def writeFile(self, path: str) -> None:
-        """Write the address to a new file that only its owner can read."""
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(asdict(self), f)
-
-    @classmethod
-    def fromFile(cls, path: str) -> ChannelAddress:
-        try:
-            with open(path) as f:
-                text = f.read()
-        except OSError as e:
-            raise rioserrors.FileOpenError(
-                f"cannot read the channel address file {path}: {e.strerror}") from None
-        text = text.strip()
-        if text.startswith("{"):
-            return cls(**json.loads(text))
-        return cls.fromString(text.splitlines()[0])
 
 
 def tuneSocket(sock: socket.socket) -> None:
@@ -104,14 +63,6 @@ def connectToChannel(address: ChannelAddress, hello, timeout: float = 30.0):
         conn.close()
         raise
     return conn
-
-
-@dataclass(frozen=True)
-class WorkerHello:
-    """A compute worker's first message after the handshake: its number and identity."""
-
-    workerID: int
-    identity: dict
 
 
 class ChannelListener:

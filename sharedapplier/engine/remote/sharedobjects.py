@@ -22,7 +22,7 @@ import socket
 import threading
 from dataclasses import dataclass, field
 
-from .. import rioserrors
+from ... import rioserrors
 from .channel import DEFAULT_PORT_RANGE, ChannelAddress, ChannelListener, connectToChannel
 
 

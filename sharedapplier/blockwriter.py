@@ -1,0 +1,523 @@
+"""The write stage: check what a user function produced, create outputs, write blocks, close.
+
+Two halves, usable apart:
+
+* :func:`prepareOutputArrays` runs where the user function ran (any thread or process): it
+  checks every output of one block against the contract (present, 3-D, a GDAL dtype, the
+  block's shape, the band count of the first block) and strips the overlap margin.
+* :class:`OutputWriter` runs in exactly one thread (GDAL writing is not concurrent): it
+  creates each output on its first block, writes blocks, does the single-pass statistics
+  and pyramids, and closes the files with the post-pass steps and ``callBeforeClose``.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy
+from osgeo import gdal
+
+from . import calcstats, const, rioserrors
+from .calcstats import (  # noqa: F401 - RIOS's names here
+    DEFAULT_MINOVERVIEWDIM,
+    DEFAULT_OVERVIEWAGGREGRATIONTYPE,
+    DEFAULT_OVERVIEWLEVELS,
+    makeMinMaxList,
+)
+from .const import (  # noqa: F401 - RIOS's names here
+    DEFAULT_AUTOCOLORTABLETYPE,
+    dfltDriverOptions,
+)
+from .imageio import GdalErrorsAs, gdalTypeOf, writeWindow
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    """Band count and dtype of one output, fixed by its first block."""
+
+    name: str
+    seqNum: int | None
+    nbands: int
+    dtype: numpy.dtype
+
+    @property
+    def key(self):
+        return (self.name, self.seqNum)
+
+
+def _label(name, seqNum):
+    return name if seqNum is None else f"{name}[{seqNum}]"
+
+
+def gdalTypeForDtype(dtype, label) -> int:
+    """The GDAL type code for a numpy dtype, or a clear error naming the output."""
+    code = gdalTypeOf(numpy.dtype(dtype))
+    if code is None:
+        raise rioserrors.ImageOpenError(
+            f"Output '{label}': array type {numpy.dtype(dtype)} has no corresponding GDAL data "
+            "type; convert it first, e.g. arr.astype(numpy.uint8)")
+    return code
+
+
+def _userArray(outputs, name, seqNum):
+    try:
+        value = getattr(outputs, name)
+    except AttributeError:
+        value = None
+    if isinstance(value, list) and seqNum is not None:
+        value = value[seqNum] if seqNum < len(value) else None
+    if value is None:
+        raise rioserrors.OutputMissingError(
+            f"The user function did not set output '{_label(name, seqNum)}'; assign "
+            f"outputs.{name} a 3-D array (bands, rows, cols)")
+    return value
+
+
+def _checkShape(arr, name, seqNum, expected):
+    """Raise a clear error unless ``arr`` is a 3-D array with the block's rows and cols."""
+    if isinstance(arr, numpy.ndarray) and arr.ndim == 3 and arr.shape[1:] == expected:
+        return
+    label = _label(name, seqNum)
+    if not isinstance(arr, numpy.ndarray):
+        raise rioserrors.ArrayShapeError(
+            f"Output '{label}' must be a numpy array, not {type(arr).__name__}")
+    if arr.ndim != 3:
+        raise rioserrors.ArrayShapeError(
+            f"Output '{label}' has shape {arr.shape}; outputs must be 3-D (bands, rows, cols): "
+            "use arr[numpy.newaxis] for a single band")
+    raise rioserrors.ArrayShapeError(
+        f"Output '{label}' has rows/cols {arr.shape[1:]} but this block's inputs have "
+        f"{expected} (overlap margin included)")
+
+
+def conformToDtype(arr: numpy.ndarray, dtype) -> numpy.ndarray:
+    """Convert a block to the output's dtype as GDAL does when it writes: the real part of
+    complex values, floats rounded, NaN as 0 and values clamped into an integer type."""
+    dtype = numpy.dtype(dtype)
+    if arr.dtype == dtype:
+        return arr
+    if dtype.kind != "c" and arr.dtype.kind == "c":
+        arr = arr.real
+    if dtype.kind in "iu":
+        target = numpy.iinfo(dtype)
+        if arr.dtype.kind == "f":
+            arr = numpy.clip(numpy.nan_to_num(numpy.rint(arr), nan=0.0), target.min,
+                             target.max)
+        elif arr.dtype.kind in "iub":
+            source = numpy.iinfo(arr.dtype) if arr.dtype.kind != "b" else numpy.iinfo("u1")
+            arr = numpy.clip(arr, max(target.min, source.min), min(target.max, source.max))
+    return arr.astype(dtype)
+
+
+def conformToLayouts(arrays: dict, layouts: dict) -> dict:
+    """Hold a block's outputs to the layout of the first block: same bands, same dtype.
+
+    A block of another dtype is converted as GDAL would, with a
+    :class:`~sharedapplier.rioserrors.DtypeChangeWarning` (Python shows it once per output
+    and pair of dtypes).
+    """
+    conformed = {}
+    for key, arr in arrays.items():
+        layout = layouts[key]
+        if arr.shape[0] != layout.nbands:
+            raise rioserrors.ArrayShapeError(
+                f"Output '{_label(*key)}' has {arr.shape[0]} bands in this block but "
+                f"{layout.nbands} in its first block; every block must have the same number "
+                "of bands")
+        if arr.dtype != layout.dtype:
+            gdalTypeForDtype(arr.dtype, _label(*key))
+            warnings.warn(rioserrors.DtypeChangeWarning(
+                f"Output '{_label(*key)}': a block of dtype {arr.dtype} is converted to "
+                f"{layout.dtype}, the dtype of the output's first block (values out of range "
+                "are clamped, as GDAL does); give every block the same dtype"), stacklevel=1)
+            arr = conformToDtype(arr, layout.dtype)
+        conformed[key] = arr
+    return conformed
+
+
+def prepareOutputArrays(outputs, outfiles, blockDefn, overlap, layouts=None) -> dict:
+    """Check one block's outputs and strip the margin: {(name, seqNum): array view}.
+
+    ``layouts`` maps (name, seqNum) to the :class:`OutputLayout` fixed by the first block;
+    when given, band counts are checked and dtypes converted to it.
+    """
+    expected = (blockDefn.nrows + 2 * overlap, blockDefn.ncols + 2 * overlap)
+    prepared = {}
+    for name, seqNum, _ in outfiles:
+        arr = _userArray(outputs, name, seqNum)
+        _checkShape(arr, name, seqNum, expected)
+        if layouts is None:
+            gdalTypeForDtype(arr.dtype, _label(name, seqNum))
+        if overlap > 0:
+            arr = arr[:, overlap:arr.shape[1] - overlap, overlap:arr.shape[2] - overlap]
+        prepared[(name, seqNum)] = arr
+    return prepared if layouts is None else conformToLayouts(prepared, layouts)
+
+
+def layoutsFromArrays(arrays: dict) -> dict:
+    """The output layouts implied by a first block's prepared arrays."""
+    return {key: OutputLayout(key[0], key[1], arr.shape[0], arr.dtype)
+            for key, arr in arrays.items()}
+
+
+# --------------------------------------------------------------------------- creation
+
+
+def _optionDict(options):
+    return dict(opt.split("=", 1) for opt in options if "=" in opt)
+
+
+def checkGTiffBlockSize(options, windowxsize, windowysize, gridwidth, filename):
+    """Refuse a GTiff whose internal blocks do not tile the applier's windows exactly."""
+    opts = _optionDict(options)
+    tiled = any(opt.split("=", 1)[0] == "TILED" for opt in options)
+    bx = int(opts.get("BLOCKXSIZE", 256 if tiled else gridwidth))
+    by = int(opts.get("BLOCKYSIZE", 256 if tiled else int(8192 / bx)))
+    if windowxsize < bx or windowysize < by or windowxsize % bx or windowysize % by:
+        raise rioserrors.ImageOpenError(
+            f"RIOS block dimensions ({windowxsize}, {windowysize}) should be multiples of GTiff "
+            f"block dimensions ({bx}, {by}) for '{filename}'; change setWindowSize or the "
+            "BLOCKXSIZE/BLOCKYSIZE creation options")
+
+
+# GDAL's side files of a raster: statistics, external overviews and masks.
+SIDE_FILE_SUFFIXES = (".aux.xml", ".ovr", ".msk")
+
+
+def deleteExisting(filename, knownFiles=()):
+    """Remove an output and every file of it: what its driver deletes, then whatever is
+    left of ``knownFiles`` and of GDAL's side files (the driver of a half-written or
+    damaged file may not open it, and so delete nothing but the file itself)."""
+    if os.path.exists(filename):
+        gdal.PushErrorHandler("CPLQuietErrorHandler")
+        try:
+            drv = gdal.IdentifyDriver(filename)
+            if drv is not None:
+                drv.Delete(filename)
+        except RuntimeError:
+            pass
+        finally:
+            gdal.PopErrorHandler()
+    for path in (filename, *knownFiles, *(filename + s for s in SIDE_FILE_SUFFIXES)):
+        if os.path.isfile(path):
+            os.remove(path)
+
+
+# RIOS's name for it
+deleteIfExisting = deleteExisting
+
+
+def doubleCheckCreationOptions(drivername: str, creationoptions: list[str], windowxsize: int,
+                               windowysize: int, gridwidth: int, filename: str = "") -> list:
+    """The creation options, once checked to suit the driver and the block size: a GTiff's
+    internal blocks must tile the windows (see :func:`checkGTiffBlockSize`)."""
+    if drivername == "GTiff":
+        checkGTiffBlockSize(creationoptions, windowxsize, windowysize, gridwidth, filename)
+    return creationoptions
+
+
+def allnotNone(items) -> bool:
+    """True when no item is None."""
+    return all(item is not None for item in items)
+
+
+def anynotNone(items) -> bool:
+    """True when at least one item is not None."""
+    return any(item is not None for item in items)
+
+
+# Outputs with a NaN, Inf or -Inf written since they were created (warned of at close).
+nanWarningFiles: set[str] = set()
+
+
+def checkForNanOrInf(arr: numpy.ndarray, filename: str) -> None:
+    """Note in ``nanWarningFiles`` when a float or complex block of ``filename`` holds a
+    NaN or an infinity; once the file is noted its later blocks are not looked at."""
+    if filename in nanWarningFiles or arr.dtype.kind not in "fc":
+        return
+    if not numpy.isfinite(arr).all():
+        nanWarningFiles.add(filename)
+
+
+def warnNanOrInf(filename: str) -> None:
+    """Print the warning that ``filename`` holds NaN or infinities, if it was noted, and
+    forget it."""
+    if filename in nanWarningFiles:
+        nanWarningFiles.discard(filename)
+        print(f"WARNING: Output file {filename} contains NaN, Inf or -Inf", file=sys.stderr)
+
+
+def checkOutputWritable(filename):
+    """Fail early, before any processing, when an output cannot be written.
+
+    GDAL's virtual file systems (/vsimem/, /vsis3/...) are left to GDAL to judge.
+    """
+    if str(filename).startswith("/vsi") or "://" in str(filename):
+        return
+    folder = os.path.dirname(os.path.abspath(filename))
+    if not os.path.isdir(folder):
+        raise rioserrors.PermissionError(
+            f"Cannot write output '{filename}': folder '{folder}' does not exist; create it "
+            f"first (os.makedirs) or name an output in an existing folder")
+    if not os.access(folder, os.W_OK):
+        raise rioserrors.PermissionError(
+            f"Cannot write output '{filename}': folder '{folder}' is not writable; change its "
+            "permissions or name an output in a folder you may write to")
+    if os.path.exists(filename) and not os.access(filename, os.W_OK):
+        raise rioserrors.PermissionError(
+            f"Cannot write output '{filename}': the existing file is read-only")
+
+
+class OutputFile:
+    """One output file: created on its first block, written block by block, then closed."""
+
+    def __init__(self, name, seqNum, filename, controls, workinggrid, singlePassMgr, timings):
+        self.name = name
+        self.seqNum = seqNum
+        self.filename = filename
+        self.controls = controls
+        self.workinggrid = workinggrid
+        self.singlePassMgr = singlePassMgr
+        self.timings = timings
+        self.ds = None
+        self.created = False
+        self.finishedRowsInCache = False
+        self.ncols = workinggrid.getDimensions()[1]
+
+    def _option(self, option):
+        return self.controls.getOptionForImagename(option, self.name)
+
+    def create(self, arr):
+        """Create the file from the first block's band count and dtype."""
+        drivername = self._option("drivername")
+        options = self._option("creationoptions")
+        if options is None:
+            options = const.creationOptionsForDriver(drivername)
+        driver = gdal.GetDriverByName(drivername)
+        if driver is None:
+            raise rioserrors.ImageOpenError(
+                f"Output '{self.filename}': GDAL has no driver named '{drivername}'")
+        deleteExisting(self.filename)
+        nanWarningFiles.discard(self.filename)
+        if drivername == "GTiff":
+            checkGTiffBlockSize(options, self.controls.windowxsize, self.controls.windowysize,
+                                self.workinggrid.getDimensions()[1], self.filename)
+        gdaltype = gdalTypeForDtype(arr.dtype, _label(self.name, self.seqNum))
+        nrows, ncols = self.workinggrid.getDimensions()
+        try:
+            self.ds = driver.Create(self.filename, ncols, nrows, arr.shape[0], gdaltype, options)
+        except RuntimeError as e:
+            raise rioserrors.ImageOpenError(
+                f"Unable to create output file '{self.filename}': {e}") from e
+        if self.ds is None:
+            raise rioserrors.ImageOpenError(f"Unable to create output file '{self.filename}'")
+        self.created = True
+        with self._writing():
+            self.ds.SetGeoTransform(self.workinggrid.makeGeoTransform())
+            self.ds.SetProjection(self.workinggrid.projection)
+            self._setBandMetadata(arr.shape[0])
+            self.singlePassMgr.initFor(self.ds, self.name, self.seqNum, arr)
+
+    def _writing(self) -> GdalErrorsAs:
+        """GDAL failing to write this output (a full disk, a file size limit) raises an
+        ImageWriteError naming it and the reason."""
+        return GdalErrorsAs(rioserrors.ImageWriteError, f"Cannot write output '{self.filename}'",
+                            outputFile=self.filename)
+
+    def _setBandMetadata(self, nbands):
+        thematic = self._option("thematic")
+        nullval = self._option("statsIgnore")
+        layernames = self._option("layernames")
+        for i in range(nbands):
+            band = self.ds.GetRasterBand(i + 1)
+            if thematic:
+                band.SetMetadataItem("LAYER_TYPE", "thematic")
+            if nullval is not None:
+                band.SetNoDataValue(nullval)
+            if layernames is not None and i < len(layernames):
+                band.SetDescription(layernames[i])
+
+    def write(self, arr, blockDefn):
+        """Write one block (margin already stripped) and do its single-pass work."""
+        if self.ds is None:
+            self.create(arr)
+        start = time.time()
+        checkForNanOrInf(arr, self.filename)
+        writeWindow(self.ds, arr, blockDefn.left, blockDefn.top)
+        if blockDefn.left + blockDefn.ncols >= self.ncols:
+            self.finishedRowsInCache = True
+        self.timings.addInterval("writing", start, time.time())
+        with self._writing():
+            calcstats.handleSinglePassActions(self.ds, arr, self.singlePassMgr, self.name,
+                                              self.seqNum, blockDefn.left, blockDefn.top,
+                                              self.timings)
+
+    def flushFinishedRows(self):
+        """Hand the finished rows of blocks in GDAL's cache to the file now.
+
+        GDAL otherwise keeps written blocks until its cache fills or the file closes, and a
+        run whose writer was idle would end waiting for one long flush. A finished row
+        completes every tile and strip it touches, and GDAL flushes in block order, so the
+        file is the same as when the cache decides.
+        """
+        if not self.finishedRowsInCache:
+            return
+        with self.timings.interval("writing"), self._writing():
+            for i in range(self.ds.RasterCount):
+                self.ds.GetRasterBand(i + 1).FlushCache()
+        self.finishedRowsInCache = False
+
+    def close(self):
+        """Flush, finish statistics, call callBeforeClose, close, add auto colours."""
+        if self.ds is None:
+            return
+        with self._writing():
+            with self.timings.interval("writing"):
+                self.ds.FlushCache()
+            calcstats.finishOutputStats(self.ds, self.name, self.seqNum, self.singlePassMgr,
+                                        self.controls, self.timings)
+        warnNanOrInf(self.filename)
+        beforeClose = self._option("callBeforeClose")
+        if beforeClose is not None and len(beforeClose) == 2:
+            func, args = beforeClose
+            with self.timings.interval("beforeclose"):
+                func(self.ds, *args)
+        with self._writing():
+            self.ds.FlushCache()
+            self.ds = None  # closing writes what is left: its failure is reported too
+        colorType = self._option("autoColorTableType")
+        if colorType is not None and self._option("thematic"):
+            addAutoColorTable(self.filename, colorType)
+
+    def discard(self):
+        """Close without finishing and delete every file of the half-written output.
+
+        Closing may fail again (the disk is still full): GDAL's complaints are kept quiet,
+        the error that caused the discard says what went wrong.
+        """
+        files = []
+        nanWarningFiles.discard(self.filename)
+        gdal.PushErrorHandler("CPLQuietErrorHandler")
+        try:
+            with contextlib.suppress(RuntimeError):
+                files = [] if self.ds is None else self.ds.GetFileList() or []
+            self.ds = None
+        finally:
+            gdal.PopErrorHandler()
+        if self.created:
+            try:
+                deleteExisting(self.filename, files)
+            except OSError:
+                pass
+
+
+def addAutoColorTable(filename, colorType):
+    """Give every band of a thematic file a colour table up to its maximum value."""
+    from .rat import genColorTable
+    ds = gdal.Open(filename, gdal.GA_Update)
+    try:
+        for i in range(ds.RasterCount):
+            band = ds.GetRasterBand(i + 1)
+            maxval = band.GetMetadataItem("STATISTICS_MAXIMUM")
+            if maxval is None:
+                continue
+            colours = genColorTable(int(float(maxval)) + 1, colorType)
+            table = gdal.ColorTable()
+            for value, rgba in enumerate(colours):
+                table.SetColorEntry(value, tuple(int(c) for c in rgba))
+            try:
+                band.SetRasterColorTable(table)
+            except RuntimeError as e:
+                print(f"Warning: cannot add a colour table to '{filename}': {e}",
+                      file=sys.stderr)
+    finally:
+        ds = None
+
+
+def openOutfile(symbName, seqNum, filename, controls, arr, workinggrid, singlePassMgr,
+                timings) -> OutputFile:
+    """Create one output on the working grid, with the band count and dtype of ``arr``
+    (its first block) and the options ``controls`` gives ``symbName``; ``.ds`` is its
+    GDAL dataset."""
+    outfile = OutputFile(symbName, seqNum, filename, controls, workinggrid, singlePassMgr,
+                         timings)
+    outfile.create(arr)
+    return outfile
+
+
+def writeBlock(gdalOutObjCache: dict, blockDefn, outfiles, outputs, controls, workinggrid,
+               singlePassMgr, timings) -> None:
+    """Check and write one block of every output of ``outfiles`` from ``outputs`` (as a
+    user function set it), creating each file on its first block. ``gdalOutObjCache``
+    maps (name, seqNum) to the open :class:`OutputFile` and is filled as files are made."""
+    filenames = {(name, seqNum): filename for name, seqNum, filename in outfiles}
+    arrays = prepareOutputArrays(outputs, outfiles, blockDefn, controls.overlap)
+    for key, arr in arrays.items():
+        if key not in gdalOutObjCache:
+            gdalOutObjCache[key] = openOutfile(key[0], key[1], filenames[key], controls, arr,
+                                               workinggrid, singlePassMgr, timings)
+        gdalOutObjCache[key].write(arr, blockDefn)
+
+
+def closeOutfiles(gdalOutObjCache: dict, outfiles) -> None:
+    """Finish and close every output :func:`writeBlock` made, in ``outfiles`` order."""
+    for name, seqNum, _ in outfiles:
+        outfile = gdalOutObjCache.pop((name, seqNum), None)
+        if outfile is not None:
+            outfile.close()
+
+
+class OutputWriter:
+    """All the outputs of a run, written by a single thread."""
+
+    def __init__(self, outfiles, controls, workinggrid, singlePassMgr, timings):
+        self.files = {(name, seqNum): OutputFile(name, seqNum, filename, controls,
+                                                 workinggrid, singlePassMgr, timings)
+                      for name, seqNum, filename in outfiles}
+
+    def writeBlock(self, blockDefn, arrays: dict):
+        """Write one block of every output: ``arrays`` maps (name, seqNum) to arrays."""
+        for key, arr in arrays.items():
+            self.files[key].write(arr, blockDefn)
+
+    def flushFinishedRows(self):
+        """Flush the finished rows of blocks of every output (see OutputFile's method)."""
+        for outfile in self.files.values():
+            outfile.flushFinishedRows()
+
+    def close(self):
+        """Close every output, in outfiles order."""
+        for outfile in self.files.values():
+            outfile.close()
+
+    def discard(self, failure: BaseException | None = None):
+        """Drop every output this run created (after ``failure``)."""
+        if failure is not None:
+            releaseFrames(failure)
+        for outfile in self.files.values():
+            outfile.discard()
+
+
+def releaseFrames(failure: BaseException):
+    """Clear the variables of sharedapplier's and GDAL's frames in the tracebacks of
+    ``failure`` and of its causes.
+
+    Those frames hold the outputs' datasets, and GDAL 3.6 closes a dataset only when its
+    last reference goes: one closed after its files were deleted writes some of them again
+    (an .aux.xml). The tracebacks still print; the user's own frames are left as they are.
+    """
+    ours = (os.path.dirname(__file__), os.path.dirname(gdal.__file__))
+    seen = set()
+    while failure is not None and id(failure) not in seen:
+        seen.add(id(failure))
+        tb = failure.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename.startswith(ours):
+                with contextlib.suppress(RuntimeError):  # a frame still running
+                    tb.tb_frame.clear()
+            tb = tb.tb_next
+        failure = failure.__cause__ or failure.__context__
