@@ -1,5 +1,7 @@
 """The slot board and the engine's messages on their own: no GDAL, no files, no processes."""
 import pickle
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -162,3 +164,11 @@ def test_every_message_crosses_a_pipe_as_its_own_class(message):
         message.extra = 1  # frozen: a message is never changed on the way
     if not isinstance(message, (msg.WorkerFailed, msg.WorkerFinished)):
         assert again == message
+
+
+def test_the_board_and_the_messages_need_neither_gdal_nor_numpy():
+    code = ("import sys; import sharedapplier.engine.slots, sharedapplier.engine.messages; "
+            "print(sorted({'osgeo', 'numpy'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert done.stdout.strip() == "[]"

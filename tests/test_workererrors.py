@@ -129,6 +129,24 @@ def test_cause_is_the_users_exception_rebuilt(styleName, image, tmp_path, no_shm
     assert "while processing block ApplierBlockDefn(64, 64" in str(info.value)
 
 
+def openMissingFile(info, inputs, outputs):
+    if info.getBlockCount() == (1, 1):
+        open("/nonexistent/sharedapplier/lookup.csv")
+    outputs.o = inputs.a
+
+
+@pytest.mark.parametrize("styleName", list(WORKER_STYLES))
+def test_an_os_error_of_the_user_function_is_the_users_error(styleName, image, tmp_path,
+                                                           no_shm_leak):
+    """An OSError raised by the user function is reported as its error, not as a lost
+    connection, in a remote worker too (its link to the main process raises OSErrors)."""
+    with pytest.raises(rioserrors.WorkerExceptionError) as info:
+        applier.apply(openMissingFile, files(a=image[0]), files(o=tmp_path / "o.img"),
+                      controls=controlsFor(tmp_path, WORKER_STYLES[styleName]))
+    assert isinstance(info.value.__cause__, FileNotFoundError)
+    assert "lookup.csv" in str(info.value) and "while processing block" in str(info.value)
+
+
 def test_a_cause_that_cannot_travel_keeps_its_type_name_and_message():
     record = WorkerErrorRecord(Unpicklable("holds a lock"), "compute", 3)
     copy = pickle.loads(pickle.dumps(record))
