@@ -478,6 +478,24 @@ def test_slurm_array_task_lists_are_parsed():
     assert _taskNumbers("") == []
 
 
+def test_each_worker_is_described_by_its_own_job(tmp_path):
+    """Worker 1 ends at once while worker 0 runs: describing worker 0 must not report
+    worker 1's ending (it once did, and the run failed with 'worker 0 ended before
+    connecting' whenever another worker finished first)."""
+    from sharedapplier.launchers.base import WorkerCommand
+    from sharedapplier.launchers.subproc import SubprocLauncher
+    launcher = SubprocLauncher({}, tmp_path, "describe")
+    script = "import sys, time; time.sleep(30 if sys.argv[-1] == '0' else 0)"
+    launcher.submit([0, 1], WorkerCommand((sys.executable, "-c", script)))
+    try:
+        _waitUntil(lambda: launcher.describe(1).finished)
+        time.sleep(2 * launcher.pollInterval)  # so that describing worker 0 asks again
+        assert not launcher.describe(0).finished
+        assert launcher.describe(0).backendID == f"pid {launcher.procs[0].pid}"
+    finally:
+        launcher.cancel()
+
+
 def slowRunScript(scene, tmp_path, kind, workers):
     """A Python program whose run never ends by itself: its user function sleeps."""
     return textwrap.dedent(f"""

@@ -175,11 +175,11 @@ class Launcher(ABC):
             due = time.monotonic() - self._lastPoll >= self.pollInterval
             if refresh and due:
                 self._lastPoll = time.monotonic()
-                for workerID, new in self.query().items():
-                    old = self._descriptions.get(workerID)
+                for queried, new in self.query().items():
+                    old = self._descriptions.get(queried)
                     if old is not None and old.host and not new.host:
                         new = replace(new, host=old.host)
-                    self._descriptions[workerID] = new
+                    self._descriptions[queried] = new
             return self._descriptions.get(workerID, WorkerDescription(workerID, self.backend))
 
     def record(self, description: WorkerDescription) -> None:
