@@ -4,7 +4,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test testbeds bench bench-launchers lint docs clean gdal
+.PHONY: setup demo test testbeds bench bench-launchers bench-scaling lint docs clean gdal
 
 setup: $(STAMP)
 
@@ -51,6 +51,9 @@ bench: setup
 
 bench-launchers: setup testbeds
 	$(VPY) perf/launchers.py
+
+bench-scaling: setup
+	$(VPY) perf/scaling.py
 
 docs: setup
 	$(VPY) -m sphinx -W --keep-going -b html docs docs/_build/html

@@ -32,7 +32,9 @@ from .const import (  # noqa: F401 - RIOS's names here
     DEFAULT_AUTOCOLORTABLETYPE,
     dfltDriverOptions,
 )
+from .cpus import usableCpuCount
 from .imageio import GdalErrorsAs, gdalTypeOf, writeWindow
+from .structures import CW_PROCESSES, CW_THREADS
 
 
 @dataclass(frozen=True)
@@ -211,6 +213,29 @@ def deleteExisting(filename, knownFiles=()):
 deleteIfExisting = deleteExisting
 
 
+# GTiff compresses on this many threads of its own, at least and at most (see below).
+MIN_COMPRESSION_THREADS, MAX_COMPRESSION_THREADS = 2, 8
+
+
+def withCompressionThreads(options: list[str], concurrency) -> list[str]:
+    """GTiff creation options that compress on threads of GDAL's own (``NUM_THREADS``), so
+    that compression is not serial work of the writer, which every worker waits on.
+
+    They are the cores no local compute worker uses, but never fewer than two: compute
+    processes run at a lower priority, so compressing takes a core from them only while it
+    would otherwise stall them all. The file is the same image; options that say no
+    compression, or that set NUM_THREADS already, are left as they are.
+    """
+    names = {opt.split("=", 1)[0].upper(): opt.split("=", 1)[-1].upper() for opt in options}
+    if names.get("COMPRESS", "NONE") == "NONE" or "NUM_THREADS" in names:
+        return list(options)
+    computing = concurrency.numComputeWorkers \
+        if concurrency.computeWorkerKind in (CW_THREADS, CW_PROCESSES) else 0
+    threads = min(MAX_COMPRESSION_THREADS,
+                  max(MIN_COMPRESSION_THREADS, usableCpuCount() - computing))
+    return [*options, f"NUM_THREADS={threads}"]
+
+
 def doubleCheckCreationOptions(drivername: str, creationoptions: list[str], windowxsize: int,
                                windowysize: int, gridwidth: int, filename: str = "") -> list:
     """The creation options, once checked to suit the driver and the block size: a GTiff's
@@ -306,6 +331,7 @@ class OutputFile:
         if drivername == "GTiff":
             checkGTiffBlockSize(options, self.controls.windowxsize, self.controls.windowysize,
                                 self.workinggrid.getDimensions()[1], self.filename)
+            options = withCompressionThreads(options, self.controls.concurrency)
         gdaltype = gdalTypeForDtype(arr.dtype, _label(self.name, self.seqNum))
         nrows, ncols = self.workinggrid.getDimensions()
         try:

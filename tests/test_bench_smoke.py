@@ -52,3 +52,24 @@ def test_quick_copy_every_style(bench, tmp_path, no_shm_leak, capsys):
     printed = capsys.readouterr().out
     assert "CW_PROCESSES 2" in printed and "Targets" in printed
     assert not list(tmp_path.glob("sa-bench-*")), "temporary rasters were left behind"
+
+
+SCALING = BENCH.parent / "scaling.py"
+
+
+@pytest.mark.timeout(120)
+def test_scaling_bench_prints_every_output_and_the_start_up(tmp_path, no_shm_leak, capsys):
+    spec = importlib.util.spec_from_file_location("sharedapplier_perf_scaling", SCALING)
+    scaling = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = scaling
+    try:
+        spec.loader.exec_module(scaling)
+        rows, startup = scaling.main(["--workers", "2", "--sleep-ms", "1", "--size", "512",
+                                      "--tmpdir", str(tmp_path)])
+    finally:
+        sys.modules.pop(spec.name, None)
+    assert [r[0] for r in rows] == [case.label for case in scaling.CASES]
+    for label, workers, wall, cpuMs, efficiency in rows:
+        assert workers == 2 and wall > 0 and cpuMs > 0 and 0 < efficiency, label
+    assert [w for w, _ in startup] == [0, 2] and all(ms > 0 for _, ms in startup)
+    assert "main CPU ms/block" in capsys.readouterr().out

@@ -1,0 +1,181 @@
+"""Scaling past the writer: how many workers the main process can keep fed.
+
+Compute workers that sleep ``--sleep-ms`` per block each stand for a core, so that a 2-core
+machine can show what a 64-core node would meet: efficiency = ideal wall (blocks x sleep /
+workers) / measured wall. The main thread's CPU per block (``time.thread_time`` of the
+thread that calls ``apply``: writing, statistics, histogram, pyramids, compression) is the
+serial part that caps every run at 1 / (that CPU) blocks per second. A second table times
+later ``apply`` calls of a 4-block job, which pay the start-up of their workers again.
+
+With ``--real`` the workers compute instead (a numpy expression standing for a user
+function), for machines with the cores to run them (the device machine when one is lent).
+
+Run: ``make bench-scaling`` (or ``.venv/bin/python perf/scaling.py --help``).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench import makeRaster  # noqa: E402
+
+from sharedapplier import applier  # noqa: E402
+from sharedapplier.structures import CW_NONE, CW_PROCESSES, ConcurrencyStyle  # noqa: E402
+
+BLOCK = 256
+SIZE = 8192  # 1024 blocks of 256 x 256
+
+
+@dataclass(frozen=True)
+class OutputCase:
+    label: str
+    driver: str
+    options: tuple | None  # None: the driver's default creation options
+    stats: bool
+
+
+CASES = [
+    OutputCase("GTiff TILED, no stats/pyramids", "GTiff",
+               ("TILED=YES", f"BLOCKXSIZE={BLOCK}", f"BLOCKYSIZE={BLOCK}"), False),
+    OutputCase("GTiff TILED, stats+hist+pyramids", "GTiff",
+               ("TILED=YES", f"BLOCKXSIZE={BLOCK}", f"BLOCKYSIZE={BLOCK}"), True),
+    OutputCase("GTiff default (DEFLATE), stats+...", "GTiff", None, True),
+    OutputCase("HFA default, stats+...", "HFA", None, True),
+]
+
+# Goals of issue #17 (informational: printed, never asserted)
+CPU_GOALS_MS = {CASES[1].label: 0.20, CASES[2].label: 0.30, CASES[3].label: 0.45}
+EFFICIENCY_GOALS = {(CASES[2].label, 32): 0.65, (CASES[0].label, 64): 0.85}
+STARTUP_GOALS_MS = {8: 15.0, 32: 25.0}
+
+
+def makeUserFunction(sleepSeconds: float, real: bool):
+    def userFunction(info, inputs, outputs):
+        if real:
+            a = inputs.a.astype(numpy.float32)
+            for _ in range(8):
+                a = numpy.sqrt(a * a + 1.0)
+            outputs.o = a.astype(numpy.uint16)
+        else:
+            time.sleep(sleepSeconds)
+            outputs.o = inputs.a
+    return userFunction
+
+
+def controlsFor(case: OutputCase, workers: int, folder: str):
+    c = applier.ApplierControls()
+    c.setOutputDriverName(case.driver)
+    if case.options is not None:
+        c.setCreationOptions(list(case.options))
+    c.setCalcStats(case.stats)
+    c.setOmitPyramids(not case.stats)
+    c.setWindowXsize(BLOCK)
+    c.setWindowYsize(BLOCK)
+    c.setTempdir(folder)
+    if workers:
+        c.setConcurrencyStyle(ConcurrencyStyle(computeWorkerKind=CW_PROCESSES,
+                                               numComputeWorkers=workers))
+    return c
+
+
+def timedApply(function, infile, outfile, controls):
+    """(wall seconds, main-thread CPU seconds) of one apply call."""
+    infiles, outfiles = applier.FilenameAssociations(), applier.FilenameAssociations()
+    infiles.a, outfiles.o = infile, outfile
+    for suffix in ("", ".aux.xml", ".ovr"):
+        if os.path.exists(outfile + suffix):
+            os.remove(outfile + suffix)
+    wall, cpu = time.perf_counter(), time.thread_time()
+    applier.apply(function, infiles, outfiles, controls=controls)
+    return time.perf_counter() - wall, time.thread_time() - cpu
+
+
+def scalingRows(args, infile, folder):
+    function = makeUserFunction(args.sleep_ms / 1000, args.real)
+    nblocks = (args.size // BLOCK) ** 2
+    rows = []
+    for case in CASES:
+        for workers in args.workers:
+            outfile = os.path.join(folder, f"out.{'tif' if case.driver == 'GTiff' else 'img'}")
+            runs = [timedApply(function, infile, outfile, controlsFor(case, workers, folder))
+                    for _ in range(args.runs)]
+            wall = statistics.median(r[0] for r in runs)
+            cpu = statistics.median(r[1] for r in runs)
+            ideal = None if args.real else nblocks * args.sleep_ms / 1000 / workers
+            rows.append((case.label, workers, wall, 1000 * cpu / nblocks,
+                         None if ideal is None else ideal / wall))
+            print(f"  {case.label:36} {workers:3} workers: {wall:6.2f} s", flush=True)
+    return rows
+
+
+def startupRows(args, folder):
+    """Median wall of later apply calls of a 4-block job (the first call is not timed)."""
+    small = makeRaster(os.path.join(folder, "small.tif"), 2 * BLOCK, seed=2)
+    function = makeUserFunction(0.0, False)
+    rows = []
+    for workers in (0, *args.workers):
+        controls = controlsFor(CASES[0], workers, folder)
+        outfile = os.path.join(folder, "small_out.tif")
+        timedApply(function, small, outfile, controls)
+        walls = [timedApply(function, small, outfile, controls)[0] for _ in range(args.runs)]
+        rows.append((workers, 1000 * statistics.median(walls)))
+    return rows
+
+
+def printTables(scaling, startup, args):
+    what = "real compute" if args.real else f"workers sleeping {args.sleep_ms:g} ms a block"
+    print(f"\nScaling, {args.size} x {args.size} uint16, blocks of {BLOCK} x {BLOCK}, CW_PROCESSES, "
+          f"{what}; median of {args.runs}")
+    print(f"{'output':36} {'workers':>7} {'wall s':>7} {'main CPU ms/block':>18} "
+          f"{'efficiency':>10}  goals")
+    for label, workers, wall, cpuMs, eff in scaling:
+        goals = []
+        if label in CPU_GOALS_MS:
+            goals.append(f"CPU <= {CPU_GOALS_MS[label]:.2f}")
+        if (label, workers) in EFFICIENCY_GOALS:
+            goals.append(f"eff >= {EFFICIENCY_GOALS[(label, workers)]:.2f}")
+        effText = "-" if eff is None else f"{eff:.2f}"
+        print(f"{label:36} {workers:7} {wall:7.2f} {cpuMs:18.2f} {effText:>10}  "
+              + ", ".join(goals))
+    print(f"\nLater apply calls, 4 blocks, median of {args.runs} (the first call is not timed)")
+    for workers, ms in startup:
+        name = CW_NONE if workers == 0 else f"CW_PROCESSES {workers}"
+        goal = f"  goal <= {STARTUP_GOALS_MS[workers]:.0f} ms" if workers in STARTUP_GOALS_MS \
+            else ""
+        print(f"  {name:20} {ms:8.1f} ms{goal}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", default="8,32,64",
+                        help="comma-separated worker counts (default 8,32,64)")
+    parser.add_argument("--sleep-ms", type=float, default=32.0,
+                        help="what each worker sleeps per block (default 32)")
+    parser.add_argument("--real", action="store_true",
+                        help="workers compute instead of sleeping (needs the cores)")
+    parser.add_argument("--runs", type=int, default=1, help="runs per figure (default 1)")
+    parser.add_argument("--size", type=int, default=SIZE,
+                        help=f"input width and height, a multiple of {BLOCK} (default {SIZE})")
+    parser.add_argument("--tmpdir", default=None, help="folder for the rasters")
+    args = parser.parse_args(argv)
+    args.workers = [int(w) for w in args.workers.split(",") if w]
+    with tempfile.TemporaryDirectory(prefix="sa_scaling_", dir=args.tmpdir) as folder:
+        infile = makeRaster(os.path.join(folder, "in.tif"), args.size, seed=1)
+        scaling = scalingRows(args, infile, folder)
+        startup = startupRows(args, folder)
+    printTables(scaling, startup, args)
+    return scaling, startup
+
+
+if __name__ == "__main__":
+    main()
