@@ -6,8 +6,10 @@ Two halves, usable apart:
   checks every output of one block against the contract (present, 3-D, a GDAL dtype, the
   block's shape, the band count of the first block) and strips the overlap margin.
 * :class:`OutputWriter` runs in exactly one thread (GDAL writing is not concurrent): it
-  creates each output on its first block, writes blocks, does the single-pass statistics
-  and pyramids, and closes the files with the post-pass steps and ``callBeforeClose``.
+  creates each output from its first block's layout, writes blocks, merges the single-pass
+  statistics, histograms and pyramids (from the workers' summaries of each block,
+  :mod:`.blocksummary`, or working them out itself), and closes the files with the
+  post-pass steps and ``callBeforeClose``.
 """
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ from dataclasses import dataclass
 import numpy
 from osgeo import gdal
 
-from . import calcstats, const, rioserrors
+from . import blocksummary, calcstats, const, rioserrors
+from .blocksummary import SummaryPlan
 from .calcstats import (  # noqa: F401 - RIOS's names here
     DEFAULT_MINOVERVIEWDIM,
     DEFAULT_OVERVIEWAGGREGRATIONTYPE,
@@ -309,6 +312,8 @@ class OutputFile:
         self.singlePassMgr = singlePassMgr
         self.timings = timings
         self.ds = None
+        self.summary: SummaryPlan | None = None
+        self.overviews = []
         self.created = False
         self.finishedRowsInCache = False
         self.ncols = workinggrid.getDimensions()[1]
@@ -317,7 +322,12 @@ class OutputFile:
         return self.controls.getOptionForImagename(option, self.name)
 
     def create(self, arr):
-        """Create the file from the first block's band count and dtype."""
+        """Create the file with the first block's band count and dtype."""
+        self.open(OutputLayout(self.name, self.seqNum, arr.shape[0], numpy.dtype(arr.dtype)))
+
+    def open(self, layout: OutputLayout) -> SummaryPlan | None:
+        """Create the file with ``layout``'s band count and dtype; the summary plan of its
+        blocks (None when no single-pass work is wanted)."""
         drivername = self._option("drivername")
         options = self._option("creationoptions")
         if options is None:
@@ -332,10 +342,11 @@ class OutputFile:
             checkGTiffBlockSize(options, self.controls.windowxsize, self.controls.windowysize,
                                 self.workinggrid.getDimensions()[1], self.filename)
             options = withCompressionThreads(options, self.controls.concurrency)
-        gdaltype = gdalTypeForDtype(arr.dtype, _label(self.name, self.seqNum))
+        gdaltype = gdalTypeForDtype(layout.dtype, _label(self.name, self.seqNum))
         nrows, ncols = self.workinggrid.getDimensions()
         try:
-            self.ds = driver.Create(self.filename, ncols, nrows, arr.shape[0], gdaltype, options)
+            self.ds = driver.Create(self.filename, ncols, nrows, layout.nbands, gdaltype,
+                                    options)
         except RuntimeError as e:
             raise rioserrors.ImageOpenError(
                 f"Unable to create output file '{self.filename}': {e}") from e
@@ -345,8 +356,27 @@ class OutputFile:
         with self._writing():
             self.ds.SetGeoTransform(self.workinggrid.makeGeoTransform())
             self.ds.SetProjection(self.workinggrid.projection)
-            self._setBandMetadata(arr.shape[0])
-            self.singlePassMgr.initFor(self.ds, self.name, self.seqNum, arr)
+            self._setBandMetadata(layout.nbands)
+            self.singlePassMgr.initFor(self.ds, self.name, self.seqNum,
+                                       numpy.empty((layout.nbands, 0, 0), layout.dtype))
+        self.summary = self._summaryPlan(layout)
+        return self.summary
+
+    def _summaryPlan(self, layout) -> SummaryPlan | None:
+        mgr, name = self.singlePassMgr, self.name
+        pyramids, statistics, histogram = mgr.blockActions(name)
+        factors = mgr.overviewLevels[name] if pyramids else []
+        if not (factors or statistics or histogram):
+            return None
+        maxRows, maxCols = self.controls.windowysize, self.controls.windowxsize
+        levels = blocksummary.overviewLevels(self.ds, factors, maxRows, maxCols)
+        self.overviews = [[self.ds.GetRasterBand(b + 1).GetOverview(k)
+                           for k in range(len(levels))] for b in range(layout.nbands)]
+        return blocksummary.SummaryPlan(
+            (name, self.seqNum), layout.nbands, layout.dtype.str, statistics, histogram,
+            self.ds.GetRasterBand(1).GetNoDataValue(),
+            blocksummary.countsLengthFor(layout.dtype, maxRows, maxCols), levels,
+            self.ds.RasterXSize, self.ds.RasterYSize)
 
     def _writing(self) -> GdalErrorsAs:
         """GDAL failing to write this output (a full disk, a file size limit) raises an
@@ -367,8 +397,10 @@ class OutputFile:
             if layernames is not None and i < len(layernames):
                 band.SetDescription(layernames[i])
 
-    def write(self, arr, blockDefn):
-        """Write one block (margin already stripped) and do its single-pass work."""
+    def write(self, arr, blockDefn, record=None):
+        """Write one block (margin already stripped) and do its single-pass work: merge
+        ``record``, the block's summary worked out by the worker that computed it, or
+        work it out here."""
         if self.ds is None:
             self.create(arr)
         start = time.time()
@@ -378,9 +410,15 @@ class OutputFile:
             self.finishedRowsInCache = True
         self.timings.addInterval("writing", start, time.time())
         with self._writing():
-            calcstats.handleSinglePassActions(self.ds, arr, self.singlePassMgr, self.name,
-                                              self.seqNum, blockDefn.left, blockDefn.top,
-                                              self.timings)
+            if record is None:
+                calcstats.handleSinglePassActions(self.ds, arr, self.singlePassMgr, self.name,
+                                                  self.seqNum, blockDefn.left, blockDefn.top,
+                                                  self.timings)
+            else:
+                blocksummary.applySummary(
+                    self.summary, record, arr, blockDefn.left, blockDefn.top, self.overviews,
+                    self.singlePassMgr.accumulators.get((self.name, self.seqNum)),
+                    self.timings)
 
     def flushFinishedRows(self):
         """Hand the finished rows of blocks in GDAL's cache to the file now.
@@ -505,10 +543,17 @@ class OutputWriter:
                                                  workinggrid, singlePassMgr, timings)
                       for name, seqNum, filename in outfiles}
 
-    def writeBlock(self, blockDefn, arrays: dict):
-        """Write one block of every output: ``arrays`` maps (name, seqNum) to arrays."""
+    def openFiles(self, layouts: dict) -> dict:
+        """Create every output with its layout (block 0's); the summary plans of those
+        whose blocks have single-pass work, by (name, seqNum)."""
+        plans = {key: self.files[key].open(layout) for key, layout in layouts.items()}
+        return {key: plan for key, plan in plans.items() if plan is not None}
+
+    def writeBlock(self, blockDefn, arrays: dict, records: dict | None = None):
+        """Write one block of every output: ``arrays`` maps (name, seqNum) to arrays, and
+        ``records`` to the summaries the workers made of them (None: none made)."""
         for key, arr in arrays.items():
-            self.files[key].write(arr, blockDefn)
+            self.files[key].write(arr, blockDefn, None if records is None else records[key])
 
     def flushFinishedRows(self):
         """Flush the finished rows of blocks of every output (see OutputFile's method)."""

@@ -25,6 +25,8 @@ Deliberate differences from RIOS 2.0.9 (its bugs are not copied):
 import contextlib
 import math
 import os
+from dataclasses import dataclass
+from typing import Any
 
 import numpy
 from osgeo import gdal
@@ -65,6 +67,8 @@ MAX_LINEAR_BINS = 256
 # beyond it the histogram is computed by GDAL at close instead.
 MAX_DIRECT_HIST_SPAN = 1 << 22
 NO_VALID_PIXELS_TEXT = "no valid pixels"
+# How single-pass overview levels are made before any block is written.
+EMPTY_OVERVIEWS_RESAMPLING = "NONE"
 
 
 # ---------------------------------------------------------------------------------------
@@ -258,7 +262,7 @@ def _coveredOverviewRange(offset, count, factor, fullSize, ovSize):
     return j0, j1
 
 
-def _overviewSampleIndices(offset, count, factor, fullSize, ovSize):
+def overviewSampleIndices(offset, count, factor, fullSize, ovSize):
     """(first overview index, local base indices to sample) for one block axis."""
     j0, j1 = _coveredOverviewRange(offset, count, factor, fullSize, ovSize)
     samples = numpy.arange(j0, j1) * factor + factor // 2
@@ -273,8 +277,8 @@ def writeBlockPyramids(ds, arr, singlePassMgr, name, xOff, yOff):
         band = ds.GetRasterBand(bandNdx + 1)
         for ovNdx, factor in enumerate(levels):
             ov = band.GetOverview(ovNdx)
-            col0, cols = _overviewSampleIndices(xOff, ncols, factor, ds.RasterXSize, ov.XSize)
-            row0, rows = _overviewSampleIndices(yOff, nrows, factor, ds.RasterYSize, ov.YSize)
+            col0, cols = overviewSampleIndices(xOff, ncols, factor, ds.RasterXSize, ov.XSize)
+            row0, rows = overviewSampleIndices(yOff, nrows, factor, ds.RasterYSize, ov.YSize)
             if len(cols) > 0 and len(rows) > 0:
                 ov.WriteArray(arr[bandNdx][numpy.ix_(rows, cols)], int(col0), int(row0))
 
@@ -565,32 +569,21 @@ class SinglePassAccumulator:
         self.histOverflow = False
         self._countsLow = None
 
-    def _validValues(self, arr):
-        vals = numpy.asarray(arr).ravel()
-        mask = None
-        nullval = self.nullval
-        if nullval is not None and not numpy.isnan(nullval):
-            mask = vals != nullval
-        if vals.dtype.kind in "fc":
-            notNan = ~numpy.isnan(vals)
-            mask = notNan if mask is None else (mask & notNan)
-        return vals if mask is None else vals[mask]
-
     def doStatsAccum(self, arr):
         """Add one block (2-D array of one band) to the statistics."""
-        vals = self._validValues(arr)
-        if vals.size == 0:
-            return
-        blockMin, blockMax = vals.min(), vals.max()
-        self.minval = blockMin if self.minval is None else min(self.minval, blockMin)
-        self.maxval = blockMax if self.maxval is None else max(self.maxval, blockMax)
-        asFloat = vals.astype(numpy.float64)
-        blockMean = float(asFloat.mean())
-        blockSqDev = float(numpy.square(asFloat - blockMean).sum())
-        total = self.count + vals.size
-        delta = blockMean - self.mean
-        self.mean += delta * vals.size / total
-        self.sqDevSum += blockSqDev + delta * delta * self.count * vals.size / total
+        stats = blockStatistics(validValues(arr, self.nullval))
+        if stats is not None:
+            self.addBlockStatistics(stats)
+
+    def addBlockStatistics(self, stats: "BlockStatistics"):
+        """Merge one block's statistics (worked out wherever the block was computed): in
+        block order, the result is the same to the last bit whoever worked them out."""
+        self.minval = stats.minval if self.minval is None else min(self.minval, stats.minval)
+        self.maxval = stats.maxval if self.maxval is None else max(self.maxval, stats.maxval)
+        total = self.count + stats.count
+        delta = stats.mean - self.mean
+        self.mean += delta * stats.count / total
+        self.sqDevSum += stats.sqDevSum + delta * delta * self.count * stats.count / total
         self.count = total
 
     def finalStats(self):
@@ -602,13 +595,17 @@ class SinglePassAccumulator:
 
     def doHistAccum(self, arr):
         """Add one block (2-D integer array of one band) to the histogram counts."""
-        vals = self._validValues(arr)
+        vals = validValues(arr, self.nullval)
         if vals.size == 0:
             return
-        low = vals.min()
-        if self._extendRange(int(low), int(vals.max())):
-            counts = numpy.bincount(_offsetsFrom(vals, low))
-            self._addCounts(counts, int(low))
+        low, high = vals.min(), vals.max()
+        if self._extendRange(int(low), int(high)):
+            self._addCounts(blockCounts(vals, low), int(low))
+
+    def addBlockCounts(self, low: int, high: int, counts):
+        """Merge one block's counts of the values ``low`` to ``high`` (its valid range)."""
+        if self._extendRange(low, high):
+            self._addCounts(counts, low)
 
     def updateHist(self, counts, positive):
         """Add counts indexed by value (``positive``) or by -(value+1) (negative values)."""
@@ -683,6 +680,45 @@ class SinglePassAccumulator:
             return counts
         nonZero = numpy.flatnonzero(counts[:nullNdx])
         return counts[:nonZero[-1] + 1] if len(nonZero) else counts[:0]
+
+
+@dataclass(frozen=True)
+class BlockStatistics:
+    """What one block adds to a band's statistics: its valid pixels' count, extremes, mean
+    and sum of squared deviations from that mean."""
+
+    count: int
+    minval: Any
+    maxval: Any
+    mean: float
+    sqDevSum: float
+
+
+def validValues(arr, nullval) -> numpy.ndarray:
+    """The pixels of ``arr`` that count, flattened: not ``nullval``, not NaN."""
+    vals = numpy.asarray(arr).ravel()
+    mask = None
+    if nullval is not None and not numpy.isnan(nullval):
+        mask = vals != nullval
+    if vals.dtype.kind in "fc":
+        notNan = ~numpy.isnan(vals)
+        mask = notNan if mask is None else (mask & notNan)
+    return vals if mask is None else vals[mask]
+
+
+def blockStatistics(vals) -> BlockStatistics | None:
+    """The statistics of one block's valid values; None when there are none."""
+    if vals.size == 0:
+        return None
+    asFloat = vals.astype(numpy.float64)
+    blockMean = float(asFloat.mean())
+    return BlockStatistics(vals.size, vals.min(), vals.max(), blockMean,
+                           float(numpy.square(asFloat - blockMean).sum()))
+
+
+def blockCounts(vals, low) -> numpy.ndarray:
+    """How often each value from ``low`` to ``vals.max()`` occurs in ``vals``."""
+    return numpy.bincount(_offsetsFrom(vals, low))
 
 
 def _offsetsFrom(vals, low):
@@ -807,7 +843,9 @@ class SinglePassManager:
                 SinglePassAccumulator(doStats, doHist, arr.dtype, nullval, self.thematic[name])
                 for _ in range(ds.RasterCount)]
         if self.doSinglePassPyramids(name) and self.overviewLevels[name]:
-            ds.BuildOverviews("NEAREST", self.overviewLevels[name])
+            # every overview pixel is written later, block by block: "NONE" only makes the
+            # levels (sampling the still empty file would cost 0.1 ms per block of a run)
+            ds.BuildOverviews(EMPTY_OVERVIEWS_RESAMPLING, self.overviewLevels[name])
 
     def blockActions(self, name) -> tuple:
         """(pyramids, statistics, histogram) decisions for the blocks of ``name``.

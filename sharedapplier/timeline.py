@@ -6,7 +6,8 @@ threads or processes) and ``"main"`` (the main thread, which always writes, read
 are no read workers and computes with CW_NONE). Timer names are grouped into activities:
 
 * read: ``reading``;
-* compute: ``userfunction`` and ``copy_output``;
+* compute: ``userfunction``, ``copy_output`` and ``summarising`` (the block's statistics,
+  histogram counts and overview samples, for the writer);
 * write: ``writing`` and the output's finishing work (``pyramids``, ``basicstats``,
   ``histogram``, ``stats+histogram``, ``beforeclose``);
 * wait: ``wait_input``, ``wait_free_slot`` (and RIOS's buffer timers);
@@ -25,7 +26,7 @@ from . import rioserrors
 
 ACTIVITY_OF = {
     "reading": "read",
-    "userfunction": "compute", "copy_output": "compute",
+    "userfunction": "compute", "copy_output": "compute", "summarising": "compute",
     "writing": "write", "pyramids": "write", "basicstats": "write", "histogram": "write",
     "stats+histogram": "write", "beforeclose": "write",
     "wait_input": "wait", "wait_free_slot": "wait", "insert_readbuffer": "wait",
@@ -36,7 +37,7 @@ ACTIVITIES = ("read", "compute", "write", "wait", "start")
 WORK = ("read", "compute", "write")
 COLOURS = {"read": "#4477aa", "compute": "#ee7733", "write": "#228833", "wait": "#bbbbbb",
            "start": "#aa3377"}
-LEGEND = {"read": "read", "compute": "compute (userfunction + copy_output)",
+LEGEND = {"read": "read", "compute": "compute (user function, copy, summary)",
           "write": "write (+ statistics, pyramids)", "wait": "wait (input / free slot)",
           "start": "start compute workers"}
 ROLE_OF = {"read": "reading", "compute": "computing", "write": "writing"}
@@ -228,7 +229,7 @@ def diagnose(timers, cpus: int | None = None) -> Diagnosis:
     The rule, from the recorded intervals (overlapping intervals of one worker count once,
     everything is clipped to the ``walltime`` interval):
 
-    1. For each role - reading, computing (userfunction + copy_output), writing (writing
+    1. For each role - reading, computing (userfunction, copy_output, summarising), writing (writing
        plus statistics, pyramids and beforeclose) - its *busy fraction* is the time its
        workers spent on it divided by (walltime x the number of workers that did it at
        all). Waiting is reported the same way over the workers that waited.

@@ -147,7 +147,7 @@ def test_a_party_survives_the_header(party):
 
 @pytest.mark.parametrize("message", [
     msg.LayoutProposal(1, 0, {("o", None): "layout"}),
-    msg.OutputsReady((), {}),
+    msg.OutputsReady((), {}, {}),
     msg.WorkerWarning(UserWarning, "careful"),
     msg.WorkerFinished(2, Timers(), pickle.dumps([1])),
     msg.WorkerFailed(WorkerErrorRecord(ValueError("bad"), "compute", 2)),

@@ -14,13 +14,17 @@ Data flows one way, read -> compute -> write, through the slots of a slab pool::
     compute workers (computeworkers: threads; processes: processes; remote.proxy: one
     |  thread per remote worker, trading the block over the channel)
     |  takeReady: the lowest READY block (block 0 first: it fixes the output layout)
-    |  the user function on zero-copy views; outputs copied once into the output slab
+    |  the user function on zero-copy views; outputs copied once into the output slab,
+    |  and summarised for the writer (blocksummary: statistics, counts, overview pieces)
     v  markComputed: block -> slot in the header; rings the doorbell when worth it
     +------------------------------ output slab (slabpool) -----------------------------+
     | slot 0 | slot 1 | ... | slot n-1 |  every output, margin stripped                |
+    +-------------------------- summary slab, same slot index --------------------------+
+    | record 0 | ...  | record n-1 |  per output: what the writer merges of the block   |
     +-----------------------------------------------------------------------------------+
     |  writer (main thread): computedRun from the next block to write, in block order
-    v  GDAL writes, single-pass statistics; handBack frees each slot (free sem +1)
+    v  GDAL writes the pixels and overview pieces, merges the summaries into the single-pass
+       accumulators (no per-pixel work); handBack frees each slot (free sem +1)
 
 Every route runs the same stages (``stages``): a worker is one ``WorkerLoop`` over a block
 source, a compute stage and a sink; with no workers the main thread runs that loop reading
@@ -44,7 +48,12 @@ State, and who may change it:
   its reader; COMPUTING: its worker); its output views to its worker until it is
   COMPUTED, then to the writer until handed back.
 * The output layout is fixed once, by the main process, from block 0 (``inbox``), which
-  then makes the output slab and tells every worker (``OutputsReady``).
+  then creates the files, makes the output and summary slabs and tells every worker
+  (``OutputsReady``, with each output's ``SummaryPlan``). A slot's summary records belong
+  to whoever holds its output views.
+* The single-pass accumulators of each file are the writer's alone; it merges the records
+  in block order, which keeps statistics identical to the last bit to a run without
+  workers.
 * Each worker's otherArgs copy and timers are its own until it sends ``WorkerFinished``.
 
 Who owns what: the main process creates and unlinks every segment (names start with

@@ -9,7 +9,7 @@ takes the lowest ready slot, or claims a free one and reads it itself) and a
                      WorkerWarning     a warning, shown once by the main process
                      WorkerFinished    its timers and otherArgs copy, at the end
                      WorkerFailed      an error record with the traceback and the block
-    main -> worker   OutputsReady      the output slab exists: attach to it
+    main -> worker   OutputsReady      the output and summary slabs exist: attach to them
 """
 from __future__ import annotations
 
@@ -59,8 +59,8 @@ def slotSink(job, pool, board: SlotBoard, state: WorkerState, pipe: PipeToMain) 
 
     def agreeLayouts(blockIndex, arrays):
         ready = pipe.agreeLayouts(state.workerID, blockIndex, arrays, timeout)
-        pool.attachOutputs(ready.fields)
-        return ready.layouts
+        pool.attachOutputs(ready.fields, ready.summaryFields)
+        return ready
 
     return SlotSink(job, pool, board, state, agreeLayouts)
 

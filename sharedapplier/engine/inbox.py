@@ -103,8 +103,7 @@ class Inbox:
         """Block 0's layout is the run's (as RIOS creates outputs from the first block)."""
         if self.writer.layouts is not None or proposal.blockIndex != 0:
             return
-        self.writer.setLayouts(proposal.layouts)
-        ready = msg.OutputsReady(self.job.outputFields(self.writer.layouts), self.writer.layouts)
+        ready = self.writer.setLayouts(proposal.layouts)
         for conn in self.workerConns:
             with contextlib.suppress(OSError):
                 conn.send(ready)

@@ -84,6 +84,11 @@ class ComputeJob:
         return tuple(Field(key, layout.dtype.str, layout.nbands, self.windowysize,
                            self.windowxsize) for key, layout in layouts.items())
 
+    @staticmethod
+    def summaryFields(summaries: dict) -> tuple:
+        """One field of raw bytes per output whose blocks are summarised for the writer."""
+        return tuple(Field(key, "|u1", 1, 1, plan.nbytes) for key, plan in summaries.items())
+
     def inputShapes(self, blockDefn) -> dict:
         m = self.overlap
         return {spec.key: (len(spec.bands), blockDefn.nrows + 2 * m, blockDefn.ncols + 2 * m)

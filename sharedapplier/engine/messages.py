@@ -11,7 +11,7 @@ Worker -> main process (pipes, and the channel for the last two)::
     WorkerFinished   no blocks left: the worker's timers and its otherArgs copy
     WorkerFailed     the one error path: a WorkerErrorRecord (traceback, block, origin)
 
-Main process -> worker (pipe): ``OutputsReady``, the output slab exists.
+Main process -> worker (pipe): ``OutputsReady``, the output and summary slabs exist.
 Remote worker -> channel: ``WorkerHello``, its first message after the handshake.
 Proxy <-> remote worker (channel): ``JobForWorker``, ``NextBlockPlease``,
 ``BlockToCompute``, ``NoMoreBlocks``, ``BlockResult``, ``Heartbeat``, and the two above.
@@ -43,8 +43,13 @@ class LayoutProposal:
 
 @dataclass(frozen=True)
 class OutputsReady:
+    """The output slab exists: its fields, block 0's layouts, and what to summarise of
+    each block for the writer (:class:`~..blocksummary.SummaryPlan` by output key)."""
+
     fields: tuple
     layouts: dict
+    summaries: dict
+    summaryFields: tuple = ()
 
 
 @dataclass(frozen=True)

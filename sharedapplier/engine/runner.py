@@ -209,8 +209,7 @@ class PipelinedRun:
         state = WorkerState(0, self.job.otherArgs, self.timings)
 
         def layoutsFromFirstBlock(blockIndex, arrays):
-            self.writer.setLayouts(blockwriter.layoutsFromArrays(arrays))
-            return self.writer.layouts
+            return self.writer.setLayouts(blockwriter.layoutsFromArrays(arrays))
 
         source = SlotSource(self.job, self.pool, self.board, MAIN_THREAD, self.timings)
         sink = WriteAsComputed(SlotSink(self.job, self.pool, self.board, state,

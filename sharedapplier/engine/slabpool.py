@@ -2,7 +2,8 @@
 
 A slot holds one block: every input array (margin included) in the input slab and, once
 block 0 has fixed the output layout, every output array (margin stripped) in the output
-slab at the same slot index. The header segment holds the slot table and counters, which
+slab and the worker's summary of each output (``..blocksummary``) in the summary slab, at
+the same slot index. The header segment holds the slot table and counters, which
 only :class:`~.slots.SlotBoard` reads and changes.
 
 The pool's owner (the main process) creates and unlinks every segment, under the
@@ -17,7 +18,7 @@ import os
 import secrets
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing import resource_tracker, shared_memory
 
 import numpy
@@ -172,6 +173,7 @@ class PoolDescription:
     nblocks: int
     inputFields: tuple
     outputFields: tuple | None
+    summaryFields: tuple = ()
 
 
 class SlabPool:
@@ -186,6 +188,9 @@ class SlabPool:
         self.segments = []
         self.header = None
         self._outputViewCache = {}
+        self.summaryLayout = None
+        self.summarySegment = None
+        self._summaryViewCache = {}
         try:
             self._open(desc, create)
         except BaseException:
@@ -201,7 +206,7 @@ class SlabPool:
         if create:
             self.headerSegment.buf[:nbytes] = bytes(nbytes)
         if desc.outputFields is not None:
-            self.attachOutputs(desc.outputFields, create=False)
+            self.attachOutputs(desc.outputFields, desc.summaryFields, create=False)
 
     def _segment(self, suffix, nbytes, create):
         name = self.desc.prefix + suffix
@@ -227,23 +232,38 @@ class SlabPool:
             self._outputViewCache[key] = views
         return views
 
-    def createOutputs(self, outputFields):
-        """Owner: make the output slab once the first block has fixed the layout."""
-        self.attachOutputs(outputFields, create=True)
+    def summaryViews(self, slot) -> dict:
+        """The slot's summary records (:mod:`..blocksummary`), as bytes, by output key."""
+        views = self._summaryViewCache.get(slot)
+        if views is None:
+            shapes = {f.key: (1, 1, f.maxcols) for f in self.summaryLayout.fields}
+            views = self.summaryLayout.views(self.summarySegment.buf, slot, shapes)
+            self._summaryViewCache[slot] = views
+        return views
 
-    def attachOutputs(self, outputFields, create=False):
+    def createOutputs(self, outputFields, summaryFields=()):
+        """Owner: make the output and summary slabs once block 0 has fixed the layout."""
+        self.attachOutputs(outputFields, summaryFields, create=True)
+
+    def attachOutputs(self, outputFields, summaryFields=(), create=False):
         if self.outputLayout is not None:
             return
         layout = SlotLayout(list(outputFields))
         self.outputSegment = self._segment("out", self.desc.nslots * layout.slotbytes, create)
         self.outputLayout = layout
-        self.desc = PoolDescription(self.desc.prefix, self.desc.nslots, self.desc.nblocks,
-                                    self.desc.inputFields, tuple(outputFields))
+        self.summaryLayout = SlotLayout(list(summaryFields))
+        if summaryFields:
+            self.summarySegment = self._segment(
+                "sum", self.desc.nslots * self.summaryLayout.slotbytes, create)
+        self.desc = replace(self.desc, outputFields=tuple(outputFields),
+                            summaryFields=tuple(summaryFields))
 
     def totalBytes(self):
         total = self.desc.nslots * self.inputLayout.slotbytes
         if self.outputLayout is not None:
             total += self.desc.nslots * self.outputLayout.slotbytes
+            if self.desc.summaryFields:
+                total += self.desc.nslots * self.summaryLayout.slotbytes
         return total
 
     def release(self):
@@ -252,6 +272,7 @@ class SlabPool:
             self.header.release()
             self.header = None
         self._outputViewCache = {}
+        self._summaryViewCache = {}
         for seg in reversed(self.segments):
             seg.release()
         self.segments = []

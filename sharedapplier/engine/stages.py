@@ -45,14 +45,15 @@ class BlockSink(Protocol):
 
 
 class WorkerState:
-    """One worker's private things: its number, timers, otherArgs copy and the output
-    layout once block 0 has fixed it."""
+    """One worker's private things: its number, timers, otherArgs copy, and the output
+    layout and summary plans once block 0 has fixed them."""
 
     def __init__(self, workerID: int, otherArgs, timings: Timers | None = None):
         self.workerID = workerID
         self.otherArgs = otherArgs
         self.timings = timings if timings is not None else Timers(worker=f"compute {workerID}")
         self.layouts = None
+        self.summaries: dict = {}
 
 
 class WorkerLoop:
@@ -169,9 +170,10 @@ class UserFunction:
 
 
 class SlotSink:
-    """Outputs into the block's slot (the one copy on the way to the writer), then marked
-    computed. ``agreeLayouts(blockIndex, arrays)`` fixes the layout on this worker's
-    first block: the main process's answer, which is block 0's."""
+    """Outputs into the block's slot (the one copy on the way to the writer) with their
+    summaries for the writer (:mod:`..blocksummary`), then marked computed.
+    ``agreeLayouts(blockIndex, arrays)`` fixes the layout on this worker's first block:
+    the main process's :class:`~.messages.OutputsReady`, with block 0's layout."""
 
     def __init__(self, job, pool, board: SlotBoard, state: WorkerState,
                  agreeLayouts: Callable[[int, dict], Any]):
@@ -184,7 +186,8 @@ class SlotSink:
     def store(self, block: ClaimedBlock, arrays: dict) -> None:
         state = self.state
         if state.layouts is None:
-            state.layouts = self.agreeLayouts(block.index, arrays)
+            ready = self.agreeLayouts(block.index, arrays)
+            state.layouts, state.summaries = ready.layouts, ready.summaries
         arrays = blockwriter.conformToLayouts(arrays, state.layouts)
         blockDefn = self.job.blockList[block.index]
         with state.timings.interval("copy_output"):
@@ -193,7 +196,15 @@ class SlotSink:
             for key, arr in arrays.items():
                 if arr is not views[key]:  # remote outputs may have been received in place
                     views[key][...] = arr
+        if state.summaries:
+            with state.timings.interval("summarising"):
+                self._summarise(block.slot, blockDefn, views)
         self.board.markComputed(block.slot, block.index)
+
+    def _summarise(self, slot, blockDefn, views):
+        records = self.pool.summaryViews(slot)
+        for key, plan in self.state.summaries.items():
+            plan.summarise(views[key], blockDefn.left, blockDefn.top, plan.record(records[key]))
 
 
 class WriterSink:

@@ -9,6 +9,7 @@ in block order, so the next block to write always already holds a slot.
 """
 from __future__ import annotations
 
+from .messages import OutputsReady
 from .slots import SlotBoard
 
 
@@ -48,12 +49,18 @@ class OrderedWriter:
         self.progress = progress
         self.written = 0
         self.layouts = None
+        self.ready = None
         board.setWakeAt(max(1, board.nslots // 2))
 
-    def setLayouts(self, layouts):
-        """Fix the output layout (block 0's) and make the output slab."""
+    def setLayouts(self, layouts) -> OutputsReady:
+        """Fix the output layout (block 0's): create the files, make the output and summary
+        slabs; what the workers are told."""
         self.layouts = layouts
-        self.pool.createOutputs(self.job.outputFields(layouts))
+        summaries = self.outputWriter.openFiles(layouts)
+        self.ready = OutputsReady(self.job.outputFields(layouts), layouts, summaries,
+                                  self.job.summaryFields(summaries))
+        self.pool.createOutputs(self.ready.fields, self.ready.summaryFields)
+        return self.ready
 
     def writeComputed(self) -> int:
         """Write every computed block that is next in order; return how many were written.
@@ -69,11 +76,19 @@ class OrderedWriter:
         for slot in batch:
             blockDefn = self.job.blockList[self.written]
             views = self.pool.outputViews(slot, self.job.outputShapes(blockDefn, self.layouts))
-            self.outputWriter.writeBlock(blockDefn, views)
+            self.outputWriter.writeBlock(blockDefn, views, self._records(slot))
             self.written += 1
             self.board.handBack(slot, self.written)
             self.progress.update(self.written)
         return len(batch)
+
+    def _records(self, slot) -> dict:
+        """The summary records the worker left in ``slot``, for every output (None where
+        the output's blocks have nothing to summarise)."""
+        summaries = self.ready.summaries
+        views = self.pool.summaryViews(slot) if summaries else {}
+        return {key: summaries[key].record(views[key]) if key in summaries else None
+                for key in self.layouts}
 
     def flushFinishedRows(self):
         """Hand the finished rows of written blocks to the files (when the writer is idle)."""
