@@ -65,6 +65,7 @@ class SummaryPlan:
     levels: tuple[OverviewLevel, ...]
     width: int
     height: int
+    maxPixels: int
 
     @cached_property
     def recordDtype(self) -> numpy.dtype:
@@ -76,12 +77,17 @@ class SummaryPlan:
                        ("mean", "<f8", (n,)), ("sqDevSum", "<f8", (n,))]
         if self.histogram:
             fields += [("countsPart", "<i8", (n,)), ("low", "<i8", (n,)),
-                       ("high", "<i8", (n,)), ("counts", "<i8", (n, self.countsLength))]
+                       ("high", "<i8", (n,)), ("counts", self.countsDtype, (n, self.countsLength))]
         if self.levels:
             fields += [("pyramidsPart", "<i8"), ("pieces", "<i8", (len(self.levels), 4))]
             fields += [(f"level{k}", dtype, (n, level.maxRows * level.maxCols))
                        for k, level in enumerate(self.levels)]
         return numpy.dtype(fields, align=True)
+
+    @property
+    def countsDtype(self) -> str:
+        """Counts of one block: 4 bytes each unless a block can hold 2**31 pixels."""
+        return "<i4" if self.maxPixels < 2**31 else "<i8"
 
     @property
     def nbytes(self) -> int:

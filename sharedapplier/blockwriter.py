@@ -376,7 +376,7 @@ class OutputFile:
             (name, self.seqNum), layout.nbands, layout.dtype.str, statistics, histogram,
             self.ds.GetRasterBand(1).GetNoDataValue(),
             blocksummary.countsLengthFor(layout.dtype, maxRows, maxCols), levels,
-            self.ds.RasterXSize, self.ds.RasterYSize)
+            self.ds.RasterXSize, self.ds.RasterYSize, maxRows * maxCols)
 
     def _writing(self) -> GdalErrorsAs:
         """GDAL failing to write this output (a full disk, a file size limit) raises an

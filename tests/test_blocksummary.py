@@ -35,7 +35,7 @@ def planFor(arr, nullval, statistics=True, histogram=True, levels=(), countsLeng
     dtype = arr.dtype
     return SummaryPlan(("out", None), arr.shape[0], dtype.str, statistics, histogram, nullval,
                        countsLength or blocksummary.countsLengthFor(dtype, BLOCK, BLOCK),
-                       tuple(levels), arr.shape[2], arr.shape[1])
+                       tuple(levels), arr.shape[2], arr.shape[1], BLOCK * BLOCK)
 
 
 def summarised(plan, left, top, block):
