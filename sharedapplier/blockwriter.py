@@ -553,7 +553,15 @@ class OutputWriter:
         """Write one block of every output: ``arrays`` maps (name, seqNum) to arrays, and
         ``records`` to the summaries the workers made of them (None: none made)."""
         for key, arr in arrays.items():
-            self.files[key].write(arr, blockDefn, None if records is None else records[key])
+            self.writeFileBlock(key, blockDefn, arr, None if records is None else records[key])
+
+    def writeFileBlock(self, key, blockDefn, arr, record=None):
+        """Write one block of one output (each output may be written by its own thread)."""
+        self.files[key].write(arr, blockDefn, record)
+
+    def flushFileRows(self, key):
+        """Flush the finished rows of one output (see OutputFile's method)."""
+        self.files[key].flushFinishedRows()
 
     def flushFinishedRows(self):
         """Flush the finished rows of blocks of every output (see OutputFile's method)."""

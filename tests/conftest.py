@@ -88,3 +88,25 @@ def no_shm_leak():
     yield
     left = _our_shm_segments() - before
     assert not left, f"shared-memory segments left behind: {sorted(left)}"
+
+
+def whatGdalSees(path):
+    """Pixels, overview pixels, and every band's metadata, as GDAL's readers see them."""
+    ds = gdal.Open(path)
+    seen = {"pixels": ds.ReadAsArray()}
+    for b in range(ds.RasterCount):
+        band = ds.GetRasterBand(b + 1)
+        seen[f"metadata{b}"] = band.GetMetadata()
+        seen[f"overviews{b}"] = [band.GetOverview(k).ReadAsArray()
+                                 for k in range(band.GetOverviewCount())]
+        seen[f"histogram{b}"] = band.GetDefaultHistogram(force=False)
+        rat = band.GetDefaultRAT()
+        seen[f"rat{b}"] = None if rat is None else [
+            rat.ReadAsArray(c) for c in range(rat.GetColumnCount())]
+    return seen
+
+
+def assertSameAsGdalSees(mine, truth):
+    assert mine.keys() == truth.keys()
+    for key in truth:
+        np.testing.assert_equal(mine[key], truth[key], err_msg=key)

@@ -7,7 +7,7 @@ CW_NONE writes. Truth for the statistics is numpy over the whole array.
 """
 import numpy as np
 import pytest
-from conftest import write_raster
+from conftest import assertSameAsGdalSees, whatGdalSees, write_raster
 from osgeo import gdal
 
 from sharedapplier import applier, blocksummary, calcstats
@@ -189,28 +189,6 @@ def runOnce(tmp_path, infile, output, style, name):
     summarised = len(rtn.timings.getDurationsForName("summarising") or [])
     assert summarised == (0 if style == "none" else 25), "the workers summarised every block"
     return outfiles.out
-
-
-def whatGdalSees(path):
-    """Pixels, overview pixels, and every band's metadata, as GDAL's readers see them."""
-    ds = gdal.Open(path)
-    seen = {"pixels": ds.ReadAsArray()}
-    for b in range(ds.RasterCount):
-        band = ds.GetRasterBand(b + 1)
-        seen[f"metadata{b}"] = band.GetMetadata()
-        seen[f"overviews{b}"] = [band.GetOverview(k).ReadAsArray()
-                                 for k in range(band.GetOverviewCount())]
-        seen[f"histogram{b}"] = band.GetDefaultHistogram(force=False)
-        rat = band.GetDefaultRAT()
-        seen[f"rat{b}"] = None if rat is None else [
-            rat.ReadAsArray(c) for c in range(rat.GetColumnCount())]
-    return seen
-
-
-def assertSameAsGdalSees(mine, truth):
-    assert mine.keys() == truth.keys()
-    for key in truth:
-        np.testing.assert_equal(mine[key], truth[key], err_msg=key)
 
 
 @pytest.fixture(scope="module")

@@ -268,6 +268,7 @@ class PipelinedRun:
     def _shutdown(self):
         self.board.requestStop()
         try:
+            self.writer.stop()
             if self.mainReader is not None:
                 self.mainReader.close()
             self.readers.join()

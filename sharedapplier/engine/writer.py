@@ -1,7 +1,9 @@
-"""The writer: the one thread (the main one) that writes computed slots, in block order.
+"""The writer: the main thread writes computed slots, in block order.
 
 Blocks may finish computing in any order; a computed slot waits until every block before
-it has been written, then is written from its shared-memory views and freed. The writer
+it has been written, then is written from its shared-memory views and freed. With two or
+more outputs each file is written by a thread of its own (:class:`FileThreads`), still in
+block order, and the slot is freed once every file has the block. The writer
 learns which slot holds the next block from the header, woken by the doorbell, so no
 message is needed per block. Writing in block order makes every output, statistic and
 histogram identical to a run with no workers. It cannot deadlock: blocks are given slots
@@ -9,6 +11,10 @@ in block order, so the next block to write always already holds a slot.
 """
 from __future__ import annotations
 
+import concurrent.futures
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from . import slots
 from .messages import OutputsReady
 from .slots import SlotBoard
 
@@ -38,6 +44,49 @@ class ApplierProgress:
             self.last = percent
 
 
+class FileThreads:
+    """One writing thread per output file, for runs with two or more outputs.
+
+    GDAL releases the GIL while it writes and compresses, so files are written side by side,
+    each by its own thread in block order (one thread per file: GDAL datasets are not
+    shared between threads). A block's slot goes back only once every file has it.
+    """
+
+    def __init__(self, outputWriter, board: SlotBoard):
+        self.outputWriter = outputWriter
+        self.board = board
+        self.threads = {key: ThreadPoolExecutor(1, thread_name_prefix=f"sharedapplier-write-"
+                                                f"{key[0]}{'' if key[1] is None else key[1]}")
+                        for key in outputWriter.files}
+
+    def submit(self, blockDefn, views: dict, records: dict) -> list[Future]:
+        """Queue one block of every output; the futures of its writes."""
+        return [thread.submit(self.outputWriter.writeFileBlock, key, blockDefn, views[key],
+                              records[key]) for key, thread in self.threads.items()]
+
+    def wait(self, futures: list[Future]) -> None:
+        """Until every write of a block is done (raising the first failure); a stop
+        request ends the wait."""
+        while True:
+            done, pending = concurrent.futures.wait(futures, slots.POLL_SECONDS,
+                                                    concurrent.futures.FIRST_EXCEPTION)
+            for future in done:
+                future.result()
+            if not pending:
+                return
+            if self.board.stopping:
+                raise slots.StopRequested()
+
+    def flush(self) -> None:
+        for key, thread in self.threads.items():
+            thread.submit(self.outputWriter.flushFileRows, key)
+
+    def stop(self) -> None:
+        """Drop writes not started and wait for those running (before files are closed)."""
+        for thread in self.threads.values():
+            thread.shutdown(wait=True, cancel_futures=True)
+
+
 class OrderedWriter:
     """Writes computed slots in block order and hands their slots back to the readers."""
 
@@ -50,6 +99,8 @@ class OrderedWriter:
         self.written = 0
         self.layouts = None
         self.ready = None
+        self.fileThreads = (FileThreads(outputWriter, board)
+                            if len(outputWriter.files) > 1 else None)
         board.setWakeAt(max(1, board.nslots // 2))
 
     def setLayouts(self, layouts) -> OutputsReady:
@@ -73,14 +124,23 @@ class OrderedWriter:
         per block.
         """
         batch = self.board.computedRun(self.written)
-        for slot in batch:
-            blockDefn = self.job.blockList[self.written]
-            views = self.pool.outputViews(slot, self.job.outputShapes(blockDefn, self.layouts))
-            self.outputWriter.writeBlock(blockDefn, views, self._records(slot))
+        writes = [self._write(slot, self.written + i) for i, slot in enumerate(batch)]
+        for slot, futures in zip(batch, writes, strict=True):
+            if futures:
+                self.fileThreads.wait(futures)
             self.written += 1
             self.board.handBack(slot, self.written)
             self.progress.update(self.written)
         return len(batch)
+
+    def _write(self, slot, blockIndex) -> list[Future]:
+        """Write one block (or, with file threads, queue it: the futures to wait for)."""
+        blockDefn = self.job.blockList[blockIndex]
+        views = self.pool.outputViews(slot, self.job.outputShapes(blockDefn, self.layouts))
+        if self.fileThreads is not None:
+            return self.fileThreads.submit(blockDefn, views, self._records(slot))
+        self.outputWriter.writeBlock(blockDefn, views, self._records(slot))
+        return []
 
     def _records(self, slot) -> dict:
         """The summary records the worker left in ``slot``, for every output (None where
@@ -92,4 +152,12 @@ class OrderedWriter:
 
     def flushFinishedRows(self):
         """Hand the finished rows of written blocks to the files (when the writer is idle)."""
-        self.outputWriter.flushFinishedRows()
+        if self.fileThreads is not None:
+            self.fileThreads.flush()
+        else:
+            self.outputWriter.flushFinishedRows()
+
+    def stop(self):
+        """End the file threads, if any, before the files are closed or discarded."""
+        if self.fileThreads is not None:
+            self.fileThreads.stop()
