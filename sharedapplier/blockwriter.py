@@ -315,7 +315,6 @@ class OutputFile:
         self.summary: SummaryPlan | None = None
         self.overviews = []
         self.created = False
-        self.finishedRowsInCache = False
         self.ncols = workinggrid.getDimensions()[1]
 
     def _option(self, option):
@@ -406,8 +405,6 @@ class OutputFile:
         start = time.time()
         checkForNanOrInf(arr, self.filename)
         writeWindow(self.ds, arr, blockDefn.left, blockDefn.top)
-        if blockDefn.left + blockDefn.ncols >= self.ncols:
-            self.finishedRowsInCache = True
         self.timings.addInterval("writing", start, time.time())
         with self._writing():
             if record is None:
@@ -419,21 +416,21 @@ class OutputFile:
                     self.summary, record, arr, blockDefn.left, blockDefn.top, self.overviews,
                     self.singlePassMgr.accumulators.get((self.name, self.seqNum)),
                     self.timings)
+        if blockDefn.left + blockDefn.ncols >= self.ncols:
+            self._flushRow()
 
-    def flushFinishedRows(self):
-        """Hand the finished rows of blocks in GDAL's cache to the file now.
+    def _flushRow(self):
+        """Hand a row of blocks, just finished, from GDAL's cache to the file.
 
-        GDAL otherwise keeps written blocks until its cache fills or the file closes, and a
-        run whose writer was idle would end waiting for one long flush. A finished row
-        completes every tile and strip it touches, and GDAL flushes in block order, so the
-        file is the same as when the cache decides.
+        GDAL otherwise keeps written blocks until its cache fills or the file closes: a run
+        would end waiting for one long flush, and a compressed output would be compressed
+        in large bursts that stall the writer while every worker's slot fills. A finished
+        row completes every tile and strip it touches, and nothing of the next row has been
+        written yet, so no tile or strip is written twice.
         """
-        if not self.finishedRowsInCache:
-            return
         with self.timings.interval("writing"), self._writing():
             for i in range(self.ds.RasterCount):
                 self.ds.GetRasterBand(i + 1).FlushCache()
-        self.finishedRowsInCache = False
 
     def close(self):
         """Flush, finish statistics, call callBeforeClose, close, add auto colours."""
@@ -559,14 +556,6 @@ class OutputWriter:
         """Write one block of one output (each output may be written by its own thread)."""
         self.files[key].write(arr, blockDefn, record)
 
-    def flushFileRows(self, key):
-        """Flush the finished rows of one output (see OutputFile's method)."""
-        self.files[key].flushFinishedRows()
-
-    def flushFinishedRows(self):
-        """Flush the finished rows of blocks of every output (see OutputFile's method)."""
-        for outfile in self.files.values():
-            outfile.flushFinishedRows()
 
     def close(self):
         """Close every output, in outfiles order."""

@@ -16,7 +16,6 @@ import gc
 import shutil
 import signal
 import threading
-import time
 from multiprocessing import connection
 
 from .. import blockwriter, launchers
@@ -126,10 +125,6 @@ def planSlots(job, nworkers, nreaders) -> int:
 # its way (blocks computed meanwhile are written between these waits).
 MESSAGE_POLL_SECONDS = 0.001
 
-# A writer that waited this long for a block is idle enough to flush finished rows of
-# blocks to the files as it goes (I/O-bound runs seldom wait this long).
-IDLE_FLUSH_SECONDS = 0.001
-
 
 @contextlib.contextmanager
 def _sigtermRaises():
@@ -234,19 +229,15 @@ class PipelinedRun:
                 self.writer.written < nblocks:
             if self.mainReader is not None:
                 self._readFreeSlots()
-            idle = self._awaitWork(wrote)
+            self._awaitWork(wrote)
             wrote = self.writer.writeComputed() > 0
             if wrote:
                 watch.progressed()
-                if idle:
-                    self.writer.flushFinishedRows()
             watch.check(self.inbox.expecting())
         return self.inbox.otherArgsList
 
-    def _awaitWork(self, wrote: bool) -> bool:
-        """Wait for the doorbell (or, while a message is on its way, on the pipes); whether
-        the writer was idle long enough to flush rows."""
-        start = time.monotonic()
+    def _awaitWork(self, wrote: bool) -> None:
+        """Wait for the doorbell (or, while a message is on its way, on the pipes)."""
         if self.inbox.expecting():
             connection.wait(self.inbox.livePipes(), MESSAGE_POLL_SECONDS)
             self.board.awaitDoorbell(0)
@@ -254,7 +245,6 @@ class PipelinedRun:
             # after a batch there may be more to write at once; writeComputed asks to be
             # woken only when it found nothing
             self.board.awaitDoorbell(0 if wrote else slots.POLL_SECONDS)
-        return time.monotonic() - start > IDLE_FLUSH_SECONDS
 
     def _readFreeSlots(self):
         """Fill every free slot with the next block (when no read workers do)."""

@@ -77,10 +77,6 @@ class FileThreads:
             if self.board.stopping:
                 raise slots.StopRequested()
 
-    def flush(self) -> None:
-        for key, thread in self.threads.items():
-            thread.submit(self.outputWriter.flushFileRows, key)
-
     def stop(self) -> None:
         """Drop writes not started and wait for those running (before files are closed)."""
         for thread in self.threads.values():
@@ -149,13 +145,6 @@ class OrderedWriter:
         views = self.pool.summaryViews(slot) if summaries else {}
         return {key: summaries[key].record(views[key]) if key in summaries else None
                 for key in self.layouts}
-
-    def flushFinishedRows(self):
-        """Hand the finished rows of written blocks to the files (when the writer is idle)."""
-        if self.fileThreads is not None:
-            self.fileThreads.flush()
-        else:
-            self.outputWriter.flushFinishedRows()
 
     def stop(self):
         """End the file threads, if any, before the files are closed or discarded."""
