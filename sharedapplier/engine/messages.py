@@ -11,7 +11,8 @@ Worker -> main process (pipes, and the channel for the last two)::
     WorkerFinished   no blocks left: the worker's timers and its otherArgs copy
     WorkerFailed     the one error path: a WorkerErrorRecord (traceback, block, origin)
 
-Main process -> worker (pipe): ``OutputsReady``, the output slab exists.
+Main process -> worker (pipe): ``OutputsReady``, the output slab exists; to a persistent
+compute process, ``RunForWorker`` (a run to serve; closing the pipe tells it to exit).
 Remote worker -> channel: ``WorkerHello``, its first message after the handshake.
 Proxy <-> remote worker (channel): ``JobForWorker``, ``NextBlockPlease``,
 ``BlockToCompute``, ``NoMoreBlocks``, ``BlockResult``, ``Heartbeat``, and the two above.
@@ -107,3 +108,21 @@ class WorkerHello:
 
     workerID: int
     identity: dict
+
+
+@dataclass(frozen=True)
+class RunForWorker:
+    """Main -> persistent compute process (pipe): serve one run as worker ``workerID``.
+
+    ``jobBytes`` (the cloudpickled job: user function, otherArgs, blocks) is unpickled by
+    each worker, so each has its own otherArgs copy; ``poolDesc`` names the run's slabs;
+    ``cwd`` and ``mainPath`` are the main process's working folder and import path now,
+    which may have changed since the worker started.
+    """
+
+    workerID: int
+    jobBytes: bytes
+    poolDesc: Any
+    reads: bool
+    cwd: str
+    mainPath: tuple

@@ -25,7 +25,7 @@ from ..structures import CW_NONE, CW_PROCESSES, CW_THREADS
 from . import slabpool, slots
 from .computeworkers import ComputeThreads
 from .inbox import Inbox
-from .processes import ComputeProcesses, workerContext
+from .processes import workerContext
 from .readworkers import ReadWorkers
 from .remote.proxy import RemoteWorkers, makeRunDirectory
 from .slots import MAIN_THREAD, SlotBoard, SlotSignals
@@ -40,6 +40,7 @@ from .stages import (
     readSlot,
 )
 from .watch import WorkerWatch, blameForTimeout
+from .workerpool import ComputeProcesses
 from .writer import ApplierProgress, OrderedWriter
 
 
@@ -170,16 +171,34 @@ class PipelinedRun:
         desc = slabpool.PoolDescription(slabpool.newRunPrefix(), nslots, len(job.blockList),
                                         job.inputFields(), None)
         self.pool = slabpool.SlabPool(desc, shared=mpContext is not None, create=True)
-        self.signals = SlotSignals.create(nslots, mpContext)
+        self.workers = None
+        self.endedCleanly = False
+        try:
+            self._setUp(nworkers, nreaders, reads, mpContext, launcher, rundir, progress,
+                        outputWriter)
+        except BaseException:
+            if isinstance(self.workers, ComputeProcesses):
+                self.workers.stop(clean=False)
+            self.pool.release()
+            raise
+
+    def _setUp(self, nworkers, nreaders, reads, mpContext, launcher, rundir, progress,
+               outputWriter):
+        """The run's signals, board, readers, workers, writer and inbox."""
+        job, kind, nslots = self.job, self.style.computeWorkerKind, self.pool.desc.nslots
+        if kind == CW_PROCESSES:
+            # persistent processes: the signals they were started with (see workerpool)
+            self.workers = ComputeProcesses(job, self.pool, nworkers, reads, mpContext,
+                                            self.style.workerStartMethod,
+                                            self.style.reuseComputeWorkers)
+            self.signals = self.workers.signals
+        else:
+            self.signals = SlotSignals.create(nslots, mpContext)
         self.board = SlotBoard(self.pool.header, nslots, len(job.blockList), self.signals)
         self.readers = ReadWorkers(job, self.pool, self.board, nreaders)
-        self.workers = None
-        if remote:
+        if launcher is not None:
             self.workers = RemoteWorkers(job, self.pool, self.board, nworkers, reads,
                                          launcher, rundir)
-        elif kind == CW_PROCESSES:
-            self.workers = ComputeProcesses(job, self.pool, self.signals, nworkers, reads,
-                                            mpContext)
         elif kind == CW_THREADS:
             self.workers = ComputeThreads(job, self.pool, self.board, nworkers, job.otherArgs)
         # CW_THREADS with no read workers: the main thread reads, between writes
@@ -187,7 +206,7 @@ class PipelinedRun:
         if self.workers is not None and not reads and nreaders == 0:
             self.mainReader = BlockReader(job.specs, job.overlap)
         self.writer = OrderedWriter(job, self.pool, self.board, outputWriter, progress)
-        self.inbox = Inbox(job, self.board, self.writer, timings, self.readers.conns,
+        self.inbox = Inbox(job, self.board, self.writer, self.timings, self.readers.conns,
                            [] if self.workers is None else self.workers.conns,
                            onFailure=lambda record: blameForTimeout(job, self.board, record))
 
@@ -200,7 +219,9 @@ class PipelinedRun:
                 self.readers.start()
                 if self.workers is None:
                     return self.computeInMain()
-                return self.writeFromWorkers()
+                otherArgsList = self.writeFromWorkers()
+                self.endedCleanly = True
+                return otherArgsList
         finally:
             self._shutdown()
 
@@ -272,12 +293,21 @@ class PipelinedRun:
             if self.mainReader is not None:
                 self.mainReader.close()
             self.readers.join()
-            if self.workers is not None:
-                self.workers.stop()
+            if self.readers.alive():
+                self.endedCleanly = False  # they may still touch the signals
+            self._giveBackWorkers()
             for timers in self.readers.timers:
                 self.timings.merge(timers)
         finally:
             self.pool.release()
+
+    def _giveBackWorkers(self):
+        """Stop the workers; persistent processes wait for the next run if this one ended
+        cleanly (``workerpool``)."""
+        if isinstance(self.workers, ComputeProcesses):
+            self.workers.stop(clean=self.endedCleanly)
+        elif self.workers is not None:
+            self.workers.stop()
 
 
 class WriteAsComputed:
