@@ -149,6 +149,27 @@ def _sigtermRaises():
         signal.signal(signal.SIGTERM, previous)
 
 
+def signalsAndProcesses(job, pool, nworkers: int, reads: bool, mpContext):
+    """The run's signals, with its compute processes when it has some (None otherwise):
+    the processes of a leased worker set and the signals they were started with (see
+    ``workerpool``)."""
+    style = job.concurrency
+    if style.computeWorkerKind != CW_PROCESSES:
+        return None, SlotSignals.create(pool.desc.nslots, mpContext)
+    workers = ComputeProcesses(job, pool, nworkers, reads, mpContext,
+                               style.workerStartMethod, style.reuseComputeWorkers)
+    return workers, workers.signals
+
+
+def stopWorkers(workers, clean: bool) -> None:
+    """Stop a run's workers; persistent processes wait for the next run if it ended
+    ``clean``."""
+    if isinstance(workers, ComputeProcesses):
+        workers.stop(clean=clean)
+    elif workers is not None:
+        workers.stop()
+
+
 class PipelinedRun:
     """A run with read threads and/or compute workers sharing a slab pool."""
 
@@ -178,7 +199,7 @@ class PipelinedRun:
                         outputWriter)
         except BaseException:
             if isinstance(self.workers, ComputeProcesses):
-                self.workers.stop(clean=False)
+                stopWorkers(self.workers, clean=False)
             self.pool.release()
             raise
 
@@ -186,14 +207,8 @@ class PipelinedRun:
                outputWriter):
         """The run's signals, board, readers, workers, writer and inbox."""
         job, kind, nslots = self.job, self.style.computeWorkerKind, self.pool.desc.nslots
-        if kind == CW_PROCESSES:
-            # persistent processes: the signals they were started with (see workerpool)
-            self.workers = ComputeProcesses(job, self.pool, nworkers, reads, mpContext,
-                                            self.style.workerStartMethod,
-                                            self.style.reuseComputeWorkers)
-            self.signals = self.workers.signals
-        else:
-            self.signals = SlotSignals.create(nslots, mpContext)
+        self.workers, self.signals = signalsAndProcesses(job, self.pool, nworkers, reads,
+                                                         mpContext)
         self.board = SlotBoard(self.pool.header, nslots, len(job.blockList), self.signals)
         self.readers = ReadWorkers(job, self.pool, self.board, nreaders)
         if launcher is not None:
@@ -295,19 +310,11 @@ class PipelinedRun:
             self.readers.join()
             if self.readers.alive():
                 self.endedCleanly = False  # they may still touch the signals
-            self._giveBackWorkers()
+            stopWorkers(self.workers, self.endedCleanly)
             for timers in self.readers.timers:
                 self.timings.merge(timers)
         finally:
             self.pool.release()
-
-    def _giveBackWorkers(self):
-        """Stop the workers; persistent processes wait for the next run if this one ended
-        cleanly (``workerpool``)."""
-        if isinstance(self.workers, ComputeProcesses):
-            self.workers.stop(clean=self.endedCleanly)
-        elif self.workers is not None:
-            self.workers.stop()
 
 
 class WriteAsComputed:
