@@ -75,6 +75,9 @@ def _tuneWorkerProcess():
 # How long an idle compute process waits on its pipe before it checks that the main
 # process still lives.
 IDLE_POLL_SECONDS = 0.2
+# An idle compute process gives freed memory back after this long without a new run (not
+# at once: that would slow runs that follow each other).
+IDLE_TRIM_SECONDS = 0.1
 
 
 def workerProcessMain(signals: SlotSignals, conn) -> None:
@@ -96,16 +99,31 @@ def workerProcessMain(signals: SlotSignals, conn) -> None:
         conn.close()
 
 
+def returnFreedMemory() -> None:
+    """Give the memory freed during a run back to the system while the worker idles.
+
+    glibc keeps up to 256 MiB of it in a worker (see ``_tuneWorkerProcess``), which a run
+    wants but an idle worker, of perhaps dozens, should not hold.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def awaitRun(conn, parentAlive) -> msg.RunForWorker | None:
     """The next run to serve; None once the pipe is closed or the main process is gone.
 
     What else is waiting is the last run's and is dropped: an ``OutputsReady`` that a
-    worker which computed no block never read.
+    worker which computed no block never read. Memory freed by the last run goes back to
+    the system once the worker has idled IDLE_TRIM_SECONDS.
     """
+    trimmed = False
     while True:
         try:
-            if not conn.poll(IDLE_POLL_SECONDS):
-                if not parentAlive():
+            if not conn.poll(IDLE_TRIM_SECONDS if not trimmed else IDLE_POLL_SECONDS):
+                if not trimmed:
+                    returnFreedMemory()
+                    trimmed = True
+                elif not parentAlive():
                     return None
                 continue
             message = conn.recv()
