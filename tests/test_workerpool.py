@@ -5,10 +5,12 @@ left to the run: the tests look only at the pool's pids, the pids that computed,
 files and each run's otherArgsList.
 """
 import os
+import re
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import numpy as np
@@ -245,3 +247,73 @@ def test_signals_reset_drains_every_count():
     assert not signals.stop.is_set()
     with signals.lock:
         assert not signals.reset(1)  # a held lock: a worker may still be in the run
+
+
+def test_spawned_workers_stay_too(image, tmp_path, fresh_pool, no_shm_leak):
+    first, _ = run(image, tmp_path, 2, workerStartMethod="spawn")
+    check_output(image, tmp_path, first, 2)
+    pool = workerpool.idleWorkerPids("spawn")
+    later, used = run(image, tmp_path, 2, workerStartMethod="spawn")
+    check_output(image, tmp_path, later, 2)
+    assert len(pool) == 2 and workerpool.idleWorkerPids("spawn") == pool
+    assert used <= set(pool)
+
+
+def test_concurrent_runs_each_lease_their_own_workers(image, tmp_path, fresh_pool,
+                                                      no_shm_leak):
+    results, errors = {}, []
+
+    def runIn(name):
+        folder = tmp_path / name
+        folder.mkdir()
+        try:
+            results[name] = (folder, run(image, folder, 2))
+        except Exception as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=runIn, args=(name,)) for name in ("x", "y")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    for folder, (otherArgsList, _) in results.values():
+        check_output(image, folder, otherArgsList, 2)
+    assert len(workerpool.idleWorkerPids()) == 2  # one set stays idle, the other ended
+    later, used = run(image, tmp_path, 2)
+    check_output(image, tmp_path, later, 2)
+    assert used <= set(workerpool.idleWorkerPids())
+
+
+PRINTING = """
+from sharedapplier import applier
+fi = applier.FilenameAssociations(); fi.a = {a!r}
+fo = applier.FilenameAssociations(); fo.o = {out!r}
+c = applier.ApplierControls(); c.setOutputDriverName("GTiff"); c.setWindowSize(32, 32)
+c.setCreationOptions(["TILED=YES", "BLOCKXSIZE=32", "BLOCKYSIZE=32"])
+c.setConcurrencyStyle(applier.ConcurrencyStyle(computeWorkerKind=applier.CW_PROCESSES,
+                                                numComputeWorkers=2))
+def noisy(info, inputs, outputs):
+    print("block", info.getBlockCount())
+    outputs.o = inputs.a
+for run in range(2):
+    applier.apply(noisy, fi, fo, controls=c)
+    print("run", run, "returned", flush=True)
+"""
+
+
+def test_what_workers_print_comes_out_before_the_run_returns(image, tmp_path):
+    script = tmp_path / "printing.py"
+    script.write_text(textwrap.dedent(PRINTING.format(a=image[0],
+                                                      out=str(tmp_path / "o.tif"))))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    # two workers' lines may interleave: count what each run's workers printed
+    firstRun, rest = done.stdout.split("run 0 returned\n")
+    secondRun, tail = rest.split("run 1 returned\n")
+    def blocks(text):
+        return len(re.findall(r"\(\d, \d\)", text))
+
+    assert blocks(firstRun) == blocks(secondRun) == NBLOCKS
+    assert tail == ""

@@ -17,6 +17,7 @@ import os
 import pickletools
 import signal
 import sys
+import threading
 import warnings
 from multiprocessing import parent_process
 
@@ -221,10 +222,15 @@ class MainModuleHidden:
 
     RIOS scripts often call ``apply`` at module level with no ``if __name__ == "__main__"``
     guard; spawn would re-import them in every worker and recurse. The user function
-    travels by value with cloudpickle, so workers never need the main module.
+    travels by value with cloudpickle, so workers never need the main module. Runs in
+    several threads start their processes one after the other, so that each puts back
+    what it found.
     """
 
+    _lock = threading.Lock()
+
     def __enter__(self):
+        self._lock.acquire()
         self.main = sys.modules["__main__"]
         self.saved = {k: getattr(self.main, k) for k in ("__file__", "__spec__")
                       if hasattr(self.main, k)}
@@ -235,13 +241,16 @@ class MainModuleHidden:
         os.environ.update(PINNED_THREADS_ENV)
 
     def __exit__(self, *exc):
-        for key, value in self.saved.items():
-            setattr(self.main, key, value)
-        for key, value in self.savedEnv.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        try:
+            for key, value in self.saved.items():
+                setattr(self.main, key, value)
+            for key, value in self.savedEnv.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+        finally:
+            self._lock.release()
 
 
 # The worker's code, and what unpickling a ComputeJob imports (5 ms in every worker if not).
