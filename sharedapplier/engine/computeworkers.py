@@ -10,7 +10,6 @@ takes the lowest ready slot, or claims a free one and reads it itself) and a
                      WorkerFinished    its timers and otherArgs copy, at the end
                      WorkerFailed      an error record with the traceback and the block
     main -> worker   OutputsReady      the output slab exists: attach to it
-                     RunForWorker      (a persistent compute process) the next run to serve
 """
 from __future__ import annotations
 

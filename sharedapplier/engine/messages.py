@@ -11,8 +11,7 @@ Worker -> main process (pipes, and the channel for the last two)::
     WorkerFinished   no blocks left: the worker's timers and its otherArgs copy
     WorkerFailed     the one error path: a WorkerErrorRecord (traceback, block, origin)
 
-Main process -> worker (pipe): ``OutputsReady``, the output slab exists; to a persistent
-compute process, ``RunForWorker`` (a run to serve; closing the pipe tells it to exit).
+Main process -> worker (pipe): ``OutputsReady``, the output slab exists.
 Remote worker -> channel: ``WorkerHello``, its first message after the handshake.
 Proxy <-> remote worker (channel): ``JobForWorker``, ``NextBlockPlease``,
 ``BlockToCompute``, ``NoMoreBlocks``, ``BlockResult``, ``Heartbeat``, and the two above.
@@ -112,7 +111,8 @@ class WorkerHello:
 
 @dataclass(frozen=True)
 class RunForWorker:
-    """Main -> persistent compute process (pipe): serve one run as worker ``workerID``.
+    """Main -> persistent compute process (pipe): serve one run as worker ``workerID``
+    (closing the pipe instead tells the process to exit; see ``workerpool``).
 
     ``jobBytes`` (the cloudpickled job: user function, otherArgs, blocks) is unpickled by
     each worker, so each has its own otherArgs copy; ``poolDesc`` names the run's slabs;
