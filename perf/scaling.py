@@ -133,6 +133,17 @@ def startupRows(args, folder):
 
 
 def printTables(scaling, startup, args):
+    if scaling:
+        printScaling(scaling, args)
+    print(f"\nLater apply calls, 4 blocks, median of {args.runs} (the first call is not timed)")
+    for workers, ms in startup:
+        name = CW_NONE if workers == 0 else f"CW_PROCESSES {workers}"
+        goal = f"  goal <= {STARTUP_GOALS_MS[workers]:.0f} ms" if workers in STARTUP_GOALS_MS \
+            else ""
+        print(f"  {name:20} {ms:8.1f} ms{goal}")
+
+
+def printScaling(scaling, args):
     what = "real compute" if args.real else f"workers sleeping {args.sleep_ms:g} ms a block"
     print(f"\nScaling, {args.size} x {args.size} uint16, blocks of {BLOCK} x {BLOCK}, CW_PROCESSES, "
           f"{what}; median of {args.runs}")
@@ -147,12 +158,6 @@ def printTables(scaling, startup, args):
         effText = "-" if eff is None else f"{eff:.2f}"
         print(f"{label:36} {workers:7} {wall:7.2f} {cpuMs:18.2f} {effText:>10}  "
               + ", ".join(goals))
-    print(f"\nLater apply calls, 4 blocks, median of {args.runs} (the first call is not timed)")
-    for workers, ms in startup:
-        name = CW_NONE if workers == 0 else f"CW_PROCESSES {workers}"
-        goal = f"  goal <= {STARTUP_GOALS_MS[workers]:.0f} ms" if workers in STARTUP_GOALS_MS \
-            else ""
-        print(f"  {name:20} {ms:8.1f} ms{goal}")
 
 
 def main(argv=None):
@@ -167,11 +172,15 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=SIZE,
                         help=f"input width and height, a multiple of {BLOCK} (default {SIZE})")
     parser.add_argument("--tmpdir", default=None, help="folder for the rasters")
+    parser.add_argument("--startup-only", action="store_true",
+                        help="time only the later apply calls (the start-up table)")
     args = parser.parse_args(argv)
     args.workers = [int(w) for w in args.workers.split(",") if w]
     with tempfile.TemporaryDirectory(prefix="sa_scaling_", dir=args.tmpdir) as folder:
-        infile = makeRaster(os.path.join(folder, "in.tif"), args.size, seed=1)
-        scaling = scalingRows(args, infile, folder)
+        scaling = []
+        if not args.startup_only:
+            infile = makeRaster(os.path.join(folder, "in.tif"), args.size, seed=1)
+            scaling = scalingRows(args, infile, folder)
         startup = startupRows(args, folder)
     printTables(scaling, startup, args)
     return scaling, startup

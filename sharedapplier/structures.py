@@ -796,7 +796,9 @@ class ConcurrencyStyle:
     """How apply() spreads reading and computing over threads, processes or batch jobs.
 
     The RIOS parameters come first; ``memoryBudget`` (bytes of shared memory for block slabs,
-    None = automatic) and ``workerStartMethod`` ("spawn" or "forkserver") serve CW_PROCESSES.
+    None = automatic), ``workerStartMethod`` ("spawn" or "forkserver") and
+    ``reuseComputeWorkers`` (keep the compute processes for later runs of the program,
+    the default; False starts and ends them with each run) serve CW_PROCESSES.
     The constructor validates the combination and raises ConcurrencyStyleError (a RiosError
     and a ValueError) naming what to change.
     """
@@ -805,7 +807,8 @@ class ConcurrencyStyle:
                    "computeWorkersRead", "singleBlockComputeWorkers", "haveSharedTemp",
                    "readBufferInsertTimeout", "readBufferPopTimeout",
                    "computeBufferInsertTimeout", "computeBufferPopTimeout",
-                   "computeBarrierTimeout", "memoryBudget", "workerStartMethod")
+                   "computeBarrierTimeout", "memoryBudget", "workerStartMethod",
+                   "reuseComputeWorkers")
 
     def __init__(self, numReadWorkers: int = 0, numComputeWorkers: int = 0,
                  computeWorkerKind: str = CW_NONE, computeWorkerExtraParams: dict | None = None,
@@ -815,7 +818,7 @@ class ConcurrencyStyle:
                  computeBufferInsertTimeout: float | None = 10,
                  computeBufferPopTimeout: float | None = 20,
                  computeBarrierTimeout: float | None = 600, memoryBudget: int | None = None,
-                 workerStartMethod: str = "forkserver"):
+                 workerStartMethod: str = "forkserver", reuseComputeWorkers: bool = True):
         self.numReadWorkers = numReadWorkers
         self.numComputeWorkers = numComputeWorkers
         self.computeWorkerKind = computeWorkerKind
@@ -830,6 +833,7 @@ class ConcurrencyStyle:
         self.computeBarrierTimeout = computeBarrierTimeout
         self.memoryBudget = memoryBudget
         self.workerStartMethod = workerStartMethod
+        self.reuseComputeWorkers = reuseComputeWorkers
         self._validateValues()
         self._validateRiosRules()
         self._validateOurRules()
@@ -911,6 +915,9 @@ class ConcurrencyStyle:
         _check(budget is not None and not (_isCount(budget) and budget > 0),
                f"memoryBudget={budget!r} is invalid: give a number of bytes > 0, or None to "
                "size it automatically")
+        _check(not isinstance(self.reuseComputeWorkers, bool),
+               f"reuseComputeWorkers={self.reuseComputeWorkers!r} is invalid: give True or "
+               "False")
         _check(self.workerStartMethod not in WORKER_START_METHODS,
                f"workerStartMethod={self.workerStartMethod!r} is invalid: use 'spawn' or "
                "'forkserver'")

@@ -787,7 +787,7 @@ def test_concurrency_style_defaults_and_repr():
         "computeWorkersRead=None, singleBlockComputeWorkers=False, haveSharedTemp=True, "
         "readBufferInsertTimeout=10, readBufferPopTimeout=10, computeBufferInsertTimeout=10, "
         "computeBufferPopTimeout=20, computeBarrierTimeout=600, memoryBudget=None, "
-        "workerStartMethod=forkserver)")
+        "workerStartMethod=forkserver, reuseComputeWorkers=True)")
 
 
 def test_concurrency_style_repr_values_and_extra_params():
@@ -797,7 +797,8 @@ def test_concurrency_style_repr_values_and_extra_params():
     text = repr(cs)
     assert "computeWorkerKind=CW_PROCESSES" in text and "secret" not in text
     assert "computeBufferPopTimeout=None" in text
-    assert text.endswith("memoryBudget=1073741824, workerStartMethod=forkserver)")
+    assert text.endswith("memoryBudget=1073741824, workerStartMethod=forkserver, "
+                         "reuseComputeWorkers=True)")
     assert cs.computeWorkerExtraParams == {"secret": 1}
 
 

@@ -44,6 +44,21 @@ State, and who may change it:
   workers take and mark computed, the writer hands back.
 * The semaphores ``free`` and ``ready`` count FREE and READY slots; ``doorbell`` wakes the
   writer; ``stop`` ends every wait. Made by the main process, shared with its workers.
+  Compute processes stay for later runs (``workerpool``): a semaphore reaches a process
+  only as it starts, so the signals belong to a *worker set* (its processes and the
+  signals they started with), which one run leases at a time, and the main process resets
+  them (``SlotSignals.reset``: counts drained, ``free`` refilled, ``stop`` cleared) as it
+  leases the set, when none of its workers can touch them: a worker touches them only
+  between its ``RunForWorker`` and its ``WorkerFinished``, and a set goes back idle only
+  when every worker it lent sent ``WorkerFinished`` (and no read thread lives on).
+  Any other end of a run tears its set down, idle workers included (pipes closed, then
+  killed after 3 s, joined); the next run starts fresh ones. A run of more workers than
+  the idle set has starts the rest in the same set; a run of fewer uses its first ones.
+  Concurrent runs each lease their own set; the larger stays idle afterwards.
+* What a run tells its workers travels per run, through each worker's pipe
+  (``RunForWorker``): the pickled job (user function, otherArgs, blocks), which each worker
+  unpickles into its own otherArgs copy, the slab names, the main process's folder and
+  import path. Nothing of a run survives it in a worker but imported modules.
 * The slabs' pixels: a slot's input views belong to whoever holds the slot (FILLING:
   its reader; COMPUTING: its worker); its output views to its worker until it is
   COMPUTED, then to the writer until handed back.
@@ -57,7 +72,9 @@ State, and who may change it:
 * Each worker's otherArgs copy and timers are its own until it sends ``WorkerFinished``.
 
 Who owns what: the main process creates and unlinks every segment (names start with
-``sa_<pid>_<random>_``) and every semaphore; compute processes attach by name, untracked.
+``sa_<pid>_<random>_``) and every semaphore; compute processes attach by name, untracked,
+and detach at the end of each run. Idle compute processes are daemons, stopped by an
+``atexit`` hook, and each exits by itself once its main process is gone.
 Remote workers cannot map the slabs: each is served by a proxy thread of the main
 process that holds slots as a compute thread does (``remote``); a launcher
 (``sharedapplier.launchers``) only starts, watches and cancels their jobs.

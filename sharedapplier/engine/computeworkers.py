@@ -76,15 +76,15 @@ def localWorkerLoop(job, pool, board: SlotBoard, state: WorkerState, pipe: PipeT
 
 
 def runWorkerLoop(loop: WorkerLoop, job, workerID: int, stopping, send, finished,
-                  passThrough: tuple[type[BaseException], ...] = ()) -> None:
+                  passThrough: tuple[type[BaseException], ...] = ()) -> bool:
     """Run ``loop``; ``send`` the main process a WorkerFailed if it fails, else what
-    ``finished()`` makes. A run that is ``stopping()`` hears nothing more (its pool may be
-    gone already); ``passThrough`` exceptions (the link to the main process failed) go to
-    the caller."""
+    ``finished()`` makes; whether it finished. A run that is ``stopping()`` hears nothing
+    more (its pool may be gone already); ``passThrough`` exceptions (the link to the main
+    process failed) go to the caller."""
     try:
         loop.run()
     except (slots.StopRequested, slots.PeerGone):
-        return
+        return False
     except passThrough:
         raise
     except Exception as e:
@@ -92,17 +92,19 @@ def runWorkerLoop(loop: WorkerLoop, job, workerID: int, stopping, send, finished
             blockDefn = None if loop.current is None else job.blockList[loop.current]
             send(msg.WorkerFailed(WorkerErrorRecord(e, "compute", workerID,
                                                     blockDefn=blockDefn)))
-        return
+        return False
     send(finished())
+    return True
 
 
 def computeWorkerMain(job, pool, board: SlotBoard, state: WorkerState, pipe: PipeToMain,
-                      reads: bool) -> None:
-    """The body of a local compute worker, thread or process."""
+                      reads: bool) -> bool:
+    """The body of a local compute worker, thread or process; whether it finished (sent
+    its WorkerFinished)."""
     reader = BlockReader(job.specs, job.overlap) if reads else None
     try:
         loop = localWorkerLoop(job, pool, board, state, pipe, reader)
-        runWorkerLoop(loop, job, state.workerID, lambda: board.stopping, pipe.send,
+        return runWorkerLoop(loop, job, state.workerID, lambda: board.stopping, pipe.send,
                       lambda: msg.WorkerFinished(state.workerID, state.timings,
                                                  cloudpickle.dumps(state.otherArgs)))
     finally:

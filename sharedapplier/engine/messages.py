@@ -112,3 +112,22 @@ class WorkerHello:
 
     workerID: int
     identity: dict
+
+
+@dataclass(frozen=True)
+class RunForWorker:
+    """Main -> persistent compute process (pipe): serve one run as worker ``workerID``
+    (closing the pipe instead tells the process to exit; see ``workerpool``).
+
+    ``jobBytes`` (the cloudpickled job: user function, otherArgs, blocks) is unpickled by
+    each worker, so each has its own otherArgs copy; ``poolDesc`` names the run's slabs;
+    ``cwd`` and ``mainPath`` are the main process's working folder and import path now,
+    which may have changed since the worker started.
+    """
+
+    workerID: int
+    jobBytes: bytes
+    poolDesc: Any
+    reads: bool
+    cwd: str
+    mainPath: tuple

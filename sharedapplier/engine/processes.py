@@ -4,7 +4,8 @@ Processes start from a forkserver preloaded with what the user function imports 
 spawn), without re-running the user's script, at a lower priority than the main process,
 each pinned to one thread of numeric work. Each attaches to the run's slab pool by name,
 builds its own :class:`~.slots.SlotBoard` over the shared header and semaphores, and runs
-:func:`~.computeworkers.computeWorkerMain`.
+:func:`~.computeworkers.computeWorkerMain`. A process serves one run after another while
+each ends cleanly (:func:`workerProcessMain`); :mod:`.workerpool` keeps the idle ones.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import os
 import pickletools
 import signal
 import sys
-import time
+import threading
 import warnings
 from multiprocessing import parent_process
 
@@ -72,36 +73,137 @@ def _tuneWorkerProcess():
     libc.mallopt(M_TRIM_THRESHOLD, 256 * 2**20)
 
 
-def processMain(workerID, jobBytes, poolDesc, signals: SlotSignals, conn, reads):
-    """Entry point of a compute process (started with spawn or forkserver)."""
+# How long an idle compute process waits on its pipe before it checks that the main
+# process still lives.
+IDLE_POLL_SECONDS = 0.2
+# An idle compute process gives freed memory back after this long without a new run (not
+# at once: that would slow runs that follow each other).
+IDLE_TRIM_SECONDS = 0.1
+
+
+def workerProcessMain(signals: SlotSignals, conn) -> None:
+    """Entry point of a persistent compute process (started with spawn or forkserver).
+
+    It serves one run after another (``RunForWorker`` on its pipe), as long as each ends
+    cleanly, and exits when the main process closes the pipe or is gone, or when a run
+    failed or was stopped (the main process then tears its worker set down anyway).
+    """
     _tuneWorkerProcess()
+    gc.freeze()  # later collections skip the modules (see runner.runBlocks)
     parent = parent_process()
-    pool = None
+    parentAlive = parent.is_alive if parent is not None else (lambda: True)
     try:
-        job = cloudpickle.loads(jobBytes)
+        while (run := awaitRun(conn, parentAlive)) is not None:
+            if not serveRun(run, signals, conn, parentAlive):
+                break
+    finally:
+        conn.close()
+
+
+def returnFreedMemory() -> None:
+    """Give the memory freed during a run back to the system while the worker idles.
+
+    glibc keeps up to 256 MiB of it in a worker (see ``_tuneWorkerProcess``), which a run
+    wants but an idle worker, of perhaps dozens, should not hold.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def awaitRun(conn, parentAlive) -> msg.RunForWorker | None:
+    """The next run to serve; None once the pipe is closed or the main process is gone.
+
+    What else is waiting is the last run's and is dropped: an ``OutputsReady`` that a
+    worker which computed no block never read. Memory freed by the last run goes back to
+    the system once the worker has idled IDLE_TRIM_SECONDS.
+    """
+    trimmed = False
+    while True:
+        try:
+            if not conn.poll(IDLE_TRIM_SECONDS if not trimmed else IDLE_POLL_SECONDS):
+                if not trimmed:
+                    returnFreedMemory()
+                    trimmed = True
+                elif not parentAlive():
+                    return None
+                continue
+            message = conn.recv()
+        except (EOFError, OSError):
+            return None
+        if isinstance(message, msg.RunForWorker):
+            return message
+
+
+def serveRun(run: msg.RunForWorker, signals: SlotSignals, conn, parentAlive) -> bool:
+    """Compute blocks of one run; whether the worker finished it (sent WorkerFinished)."""
+    pool = None
+    showwarning = warnings.showwarning
+    try:
+        _followMain(run)
+        modules = len(sys.modules)
+        job = cloudpickle.loads(run.jobBytes)  # this worker's own otherArgs copy
+        if len(sys.modules) > modules:
+            gc.freeze()  # what the user function imported, as the modules above
         job.loggingstream = sys.stdout
         sizeReadCache(job)
-        pool = slabpool.SlabPool(poolDesc, shared=True, create=False)
-        board = SlotBoard(pool.header, poolDesc.nslots, poolDesc.nblocks, signals)
-        pipe = PipeToMain(conn, board, parent.is_alive if parent is not None else None)
-        gc.freeze()  # later collections skip the modules and the job (see runner.runBlocks)
+        desc = run.poolDesc
+        pool = slabpool.SlabPool(desc, shared=True, create=False)
+        board = SlotBoard(pool.header, desc.nslots, desc.nblocks, signals)
+        pipe = FlushingPipe(conn, board, parentAlive)
         warnings.showwarning = _warningsToMain(pipe)
-        computeWorkerMain(job, pool, board, WorkerState(workerID, job.otherArgs), pipe, reads)
+        return computeWorkerMain(job, pool, board, WorkerState(run.workerID, job.otherArgs),
+                                 pipe, run.reads)
     except Exception as e:
-        conn.send(msg.WorkerFailed(WorkerErrorRecord(e, "compute", workerID)))
+        flushOutput()
+        conn.send(msg.WorkerFailed(WorkerErrorRecord(e, "compute", run.workerID)))
+        return False
     finally:
+        warnings.showwarning = showwarning
         if pool is not None:
             pool.release()
-        conn.close()
+
+
+def _followMain(run: msg.RunForWorker) -> None:
+    """Work in the main process's folder, with its import path, as they are now (relative
+    file names and user modules must resolve as they would in the main process)."""
+    with contextlib.suppress(OSError):
+        os.chdir(run.cwd)
+    for entry in run.mainPath:
+        if entry and entry not in sys.path:
+            sys.path.append(entry)
+
+
+def flushOutput() -> None:
+    """Show what the user function printed before the run ends (the process lives on)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+
+class FlushingPipe(PipeToMain):
+    """A persistent worker's pipe: what it printed is flushed before its last message."""
+
+    def send(self, message) -> None:
+        if isinstance(message, (msg.WorkerFinished, msg.WorkerFailed)):
+            flushOutput()
+        super().send(message)
+
+
+# GDAL's block cache limit before any run lowered it (None: not looked at yet)
+_gdalCacheMax: int | None = None
 
 
 def sizeReadCache(job):
     """Give GDAL the block cache that reading this job's blocks needs.
 
     GDAL's own limit (GDAL_CACHEMAX, or 5 % of RAM in every process) still caps it; that
-    much would mostly hold blocks never read again, in fresh memory.
+    much would mostly hold blocks never read again, in fresh memory. The limit is the one
+    the process started with, so that a small run does not shrink a later one's cache.
     """
-    gdal.SetCacheMax(min(gdal.GetCacheMax(), job.readCacheBytes()))
+    global _gdalCacheMax
+    if _gdalCacheMax is None:
+        _gdalCacheMax = gdal.GetCacheMax()
+    gdal.SetCacheMax(min(_gdalCacheMax, job.readCacheBytes()))
 
 
 def _warningsToMain(pipe: PipeToMain):
@@ -115,15 +217,20 @@ def _warningsToMain(pipe: PipeToMain):
     return showwarning
 
 
-class _MainModuleHidden:
+class MainModuleHidden:
     """Start spawned children without re-running the user's script as ``__mp_main__``.
 
     RIOS scripts often call ``apply`` at module level with no ``if __name__ == "__main__"``
     guard; spawn would re-import them in every worker and recurse. The user function
-    travels by value with cloudpickle, so workers never need the main module.
+    travels by value with cloudpickle, so workers never need the main module. Runs in
+    several threads start their processes one after the other, so that each puts back
+    what it found.
     """
 
+    _lock = threading.Lock()
+
     def __enter__(self):
+        self._lock.acquire()
         self.main = sys.modules["__main__"]
         self.saved = {k: getattr(self.main, k) for k in ("__file__", "__spec__")
                       if hasattr(self.main, k)}
@@ -134,70 +241,16 @@ class _MainModuleHidden:
         os.environ.update(PINNED_THREADS_ENV)
 
     def __exit__(self, *exc):
-        for key, value in self.saved.items():
-            setattr(self.main, key, value)
-        for key, value in self.savedEnv.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-class ComputeProcesses:
-    """A pool of compute processes sharing the slab pool."""
-
-    def __init__(self, job, pool, signals: SlotSignals, count: int, reads: bool, mpContext):
-        jobBytes = cloudpickle.dumps(job)
-        self.conns = []
-        self.procs = []
-        for i in range(count):
-            mainEnd, workerEnd = mpContext.Pipe(duplex=True)
-            proc = mpContext.Process(
-                target=processMain, name=f"sharedapplier-compute-{i}", daemon=True,
-                args=(i, jobBytes, pool.desc, signals, workerEnd, reads))
-            self.conns.append(mainEnd)
-            self.procs.append((proc, workerEnd))
-        self.started = []
-
-    def waitingForStart(self) -> bool:
-        return False
-
-    def start(self):
-        with _MainModuleHidden():
-            for proc, workerEnd in self.procs:
-                proc.start()
-                workerEnd.close()
-                self.started.append(proc)
-
-    def describeDeath(self, workerID):
-        proc = self.started[workerID]
-        code = proc.exitcode
-        if code is not None and code < 0:
-            try:
-                how = f"was killed by signal {signal.Signals(-code).name}"
-            except ValueError:
-                how = f"was killed by signal {-code}"
-            if code == -signal.SIGKILL:
-                how += " (perhaps by the out-of-memory killer)"
-        else:
-            how = f"exited with code {code}"
-        return f"compute worker {workerID} (pid {proc.pid}) {how}"
-
-    def deadWorkers(self, finished):
-        return [i for i, p in enumerate(self.started)
-                if i not in finished and not p.is_alive()]
-
-    def stop(self, timeout=3.0):
-        deadline = time.monotonic() + timeout
-        for proc in self.started:
-            proc.join(max(0.0, deadline - time.monotonic()))
-        for proc in self.started:
-            if proc.is_alive():
-                proc.kill()
-                proc.join(1.0)
-        for conn in self.conns:
-            conn.close()
-
+        try:
+            for key, value in self.saved.items():
+                setattr(self.main, key, value)
+            for key, value in self.savedEnv.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+        finally:
+            self._lock.release()
 
 
 # The worker's code, and what unpickling a ComputeJob imports (5 ms in every worker if not).

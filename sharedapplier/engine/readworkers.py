@@ -67,6 +67,10 @@ class ReadWorkers:
         for thread in self.threads:
             thread.start()
 
+    def alive(self) -> bool:
+        """Whether a read thread is still running (after :meth:`join` gave up on it)."""
+        return any(thread.is_alive() for thread in self.threads)
+
     def join(self, timeout=5.0):
         for thread in self.threads:
             thread.join(timeout)

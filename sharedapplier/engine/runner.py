@@ -24,7 +24,7 @@ from ..structures import CW_NONE, CW_PROCESSES, CW_THREADS
 from . import slabpool, slots
 from .computeworkers import ComputeThreads
 from .inbox import Inbox
-from .processes import ComputeProcesses, workerContext
+from .processes import workerContext
 from .readworkers import ReadWorkers
 from .remote.proxy import RemoteWorkers, makeRunDirectory
 from .slots import MAIN_THREAD, SlotBoard, SlotSignals
@@ -39,6 +39,7 @@ from .stages import (
     readSlot,
 )
 from .watch import WorkerWatch, blameForTimeout
+from .workerpool import ComputeProcesses
 from .writer import ApplierProgress, OrderedWriter
 
 
@@ -143,6 +144,27 @@ def _sigtermRaises():
         signal.signal(signal.SIGTERM, previous)
 
 
+def signalsAndProcesses(job, pool, nworkers: int, reads: bool, mpContext):
+    """The run's signals, with its compute processes when it has some (None otherwise):
+    the processes of a leased worker set and the signals they were started with (see
+    ``workerpool``)."""
+    style = job.concurrency
+    if style.computeWorkerKind != CW_PROCESSES:
+        return None, SlotSignals.create(pool.desc.nslots, mpContext)
+    workers = ComputeProcesses(job, pool, nworkers, reads, mpContext,
+                               style.workerStartMethod, style.reuseComputeWorkers)
+    return workers, workers.signals
+
+
+def stopWorkers(workers, clean: bool) -> None:
+    """Stop a run's workers; persistent processes wait for the next run if it ended
+    ``clean``."""
+    if isinstance(workers, ComputeProcesses):
+        workers.stop(clean=clean)
+    elif workers is not None:
+        workers.stop()
+
+
 class PipelinedRun:
     """A run with read threads and/or compute workers sharing a slab pool."""
 
@@ -165,16 +187,28 @@ class PipelinedRun:
         desc = slabpool.PoolDescription(slabpool.newRunPrefix(), nslots, len(job.blockList),
                                         job.inputFields(), None)
         self.pool = slabpool.SlabPool(desc, shared=mpContext is not None, create=True)
-        self.signals = SlotSignals.create(nslots, mpContext)
+        self.workers = None
+        self.endedCleanly = False
+        try:
+            self._setUp(nworkers, nreaders, reads, mpContext, launcher, rundir, progress,
+                        outputWriter)
+        except BaseException:
+            if isinstance(self.workers, ComputeProcesses):
+                stopWorkers(self.workers, clean=False)
+            self.pool.release()
+            raise
+
+    def _setUp(self, nworkers, nreaders, reads, mpContext, launcher, rundir, progress,
+               outputWriter):
+        """The run's signals, board, readers, workers, writer and inbox."""
+        job, kind, nslots = self.job, self.style.computeWorkerKind, self.pool.desc.nslots
+        self.workers, self.signals = signalsAndProcesses(job, self.pool, nworkers, reads,
+                                                         mpContext)
         self.board = SlotBoard(self.pool.header, nslots, len(job.blockList), self.signals)
         self.readers = ReadWorkers(job, self.pool, self.board, nreaders)
-        self.workers = None
-        if remote:
+        if launcher is not None:
             self.workers = RemoteWorkers(job, self.pool, self.board, nworkers, reads,
                                          launcher, rundir)
-        elif kind == CW_PROCESSES:
-            self.workers = ComputeProcesses(job, self.pool, self.signals, nworkers, reads,
-                                            mpContext)
         elif kind == CW_THREADS:
             self.workers = ComputeThreads(job, self.pool, self.board, nworkers, job.otherArgs)
         # CW_THREADS with no read workers: the main thread reads, between writes
@@ -182,7 +216,7 @@ class PipelinedRun:
         if self.workers is not None and not reads and nreaders == 0:
             self.mainReader = BlockReader(job.specs, job.overlap)
         self.writer = OrderedWriter(job, self.pool, self.board, outputWriter, progress)
-        self.inbox = Inbox(job, self.board, self.writer, timings, self.readers.conns,
+        self.inbox = Inbox(job, self.board, self.writer, self.timings, self.readers.conns,
                            [] if self.workers is None else self.workers.conns,
                            onFailure=lambda record: blameForTimeout(job, self.board, record))
 
@@ -195,7 +229,9 @@ class PipelinedRun:
                 self.readers.start()
                 if self.workers is None:
                     return self.computeInMain()
-                return self.writeFromWorkers()
+                otherArgsList = self.writeFromWorkers()
+                self.endedCleanly = True
+                return otherArgsList
         finally:
             self._shutdown()
 
@@ -262,8 +298,9 @@ class PipelinedRun:
             if self.mainReader is not None:
                 self.mainReader.close()
             self.readers.join()
-            if self.workers is not None:
-                self.workers.stop()
+            if self.readers.alive():
+                self.endedCleanly = False  # they may still touch the signals
+            stopWorkers(self.workers, self.endedCleanly)
             for timers in self.readers.timers:
                 self.timings.merge(timers)
         finally:

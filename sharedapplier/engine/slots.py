@@ -99,6 +99,26 @@ class SlotSignals:
         return cls(mod.Lock(), mod.Semaphore(nslots), mod.Semaphore(0), mod.Semaphore(0),
                    mod.Event())
 
+    def reset(self, nslots: int) -> bool:
+        """Make the signals as :meth:`create` makes them, for a run of ``nslots`` slots:
+        every count drained, ``nslots`` free slots, no stop request. Whether it could (not
+        when the lock is held).
+
+        Only sound while nobody else waits on or signals them: persistent compute
+        processes (``workerpool``) touch them only between a run's start and their
+        ``WorkerFinished``, and a worker set is reset only when all of its workers are idle.
+        """
+        if not self.lock.acquire(False):
+            return False
+        self.lock.release()
+        for sem in (self.free, self.ready, self.doorbell):
+            while sem.acquire(False):
+                pass
+        for _ in range(nslots):
+            self.free.release()
+        self.stop.clear()
+        return True
+
 
 def timeoutError(what: str, option: str, value) -> rioserrors.TimeoutError:
     return rioserrors.TimeoutError(
