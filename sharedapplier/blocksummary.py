@@ -26,9 +26,11 @@ import numpy
 
 from . import calcstats
 
-# Widest value range a block's histogram counts may cover in its record; a block whose
-# valid values span more is counted by the writer.
-MAX_RECORD_COUNTS = 1 << 16
+# Widest value range a block's histogram counts may cover in its record (64 KiB a band):
+# most images' blocks span less (reflectances to 10000, 8-bit data), and a block whose
+# valid values span more is counted by the writer. Room for every 16-bit value would
+# quadruple the summary slab, and the time to allocate it, for the rare block that needs it.
+MAX_RECORD_COUNTS = 1 << 14
 
 
 class Part(enum.IntEnum):
