@@ -53,7 +53,7 @@ bench-launchers: setup testbeds
 	$(VPY) perf/launchers.py
 
 bench-scaling: setup
-	$(VPY) perf/scaling.py
+	$(VPY) perf/scaling.py --runs 3
 
 docs: setup
 	$(VPY) -m sphinx -W --keep-going -b html docs docs/_build/html
