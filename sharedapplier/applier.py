@@ -57,6 +57,7 @@ from .engine.writer import ApplierProgress  # noqa: F401
 from .fileinfo import ImageInfo, VectorFileInfo
 from .pixelgrid import PixelGridDefn, findCommonRegion, pixelGridFromFile
 from .readerinfo import makeReaderInfo  # noqa: F401
+from .runrecord import RunRecord
 from .structures import (  # noqa: F401
     CW_AWSBATCH,
     CW_ECS,
@@ -110,24 +111,39 @@ def _apply(userFunction, infiles, outfiles, otherArgs, controls):
     blockList = makeBlockList(workinggrid, controls)
     timings = Timers(worker="main")
     rtn = ApplierReturn()
-    with TempfileManager(controls.tempdir) as tmpfileMgr:
-        with timings.interval("walltime"):
-            specs = prepareInputs(infiles, allInfo, workinggrid, controls, tmpfileMgr)
-            singlePassMgr = SinglePassManager(outfiles, controls, workinggrid, tmpfileMgr)
-            writer = OutputWriter(outfiles, controls, workinggrid, singlePassMgr, timings)
-            job = ComputeJob(userFunction, infiles, outfiles, otherArgs, workinggrid, blockList,
-                             specs, controls.windowxsize, controls.windowysize,
-                             controls.overlap, controls.concurrency, controls.loggingstream)
-            try:
-                rtn.otherArgsList = runBlocks(job, writer, controls, timings)
-                writer.close()
-            except BaseException as failure:
-                writer.discard(failure)
-                raise
+    record = RunRecord()  # what a killed run would leave, for 'sharedapplier cleanup'
+    try:
+        with TempfileManager(controls.tempdir) as tmpfileMgr:
+            record.noteFolder(tmpfileMgr.tempsubdir)
+            with timings.interval("walltime"):
+                singlePassMgr = _runJob(userFunction, infiles, outfiles, otherArgs, controls,
+                                        workinggrid, blockList, allInfo, tmpfileMgr, timings,
+                                        record, rtn)
+    finally:
+        record.end()
     rtn.timings = timings
     rtn.workinggrid = workinggrid
     rtn.singlePassMgr = singlePassMgr
     return rtn
+
+
+def _runJob(userFunction, infiles, outfiles, otherArgs, controls, workinggrid, blockList,
+            allInfo, tmpfileMgr, timings, record, rtn):
+    """Prepare the inputs and outputs, run every block, close the outputs (or discard
+    them after a failure); the single-pass manager."""
+    specs = prepareInputs(infiles, allInfo, workinggrid, controls, tmpfileMgr)
+    singlePassMgr = SinglePassManager(outfiles, controls, workinggrid, tmpfileMgr)
+    writer = OutputWriter(outfiles, controls, workinggrid, singlePassMgr, timings, record)
+    job = ComputeJob(userFunction, infiles, outfiles, otherArgs, workinggrid, blockList,
+                     specs, controls.windowxsize, controls.windowysize, controls.overlap,
+                     controls.concurrency, controls.loggingstream)
+    try:
+        rtn.otherArgsList = runBlocks(job, writer, controls, timings, record)
+        writer.close()
+    except BaseException as failure:
+        writer.discard(failure)
+        raise
+    return singlePassMgr
 
 
 def _openInput(name, filename):

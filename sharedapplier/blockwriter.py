@@ -303,8 +303,10 @@ def checkOutputWritable(filename):
 class OutputFile:
     """One output file: created on its first block, written block by block, then closed."""
 
-    def __init__(self, name, seqNum, filename, controls, workinggrid, singlePassMgr, timings):
+    def __init__(self, name, seqNum, filename, controls, workinggrid, singlePassMgr, timings,
+                 record=None):
         self.name = name
+        self.record = record
         self.seqNum = seqNum
         self.filename = filename
         self.controls = controls
@@ -352,6 +354,8 @@ class OutputFile:
         if self.ds is None:
             raise rioserrors.ImageOpenError(f"Unable to create output file '{self.filename}'")
         self.created = True
+        if self.record is not None:
+            self.record.noteOutput(self.filename)
         with self._writing():
             self.ds.SetGeoTransform(self.workinggrid.makeGeoTransform())
             self.ds.SetProjection(self.workinggrid.projection)
@@ -453,6 +457,11 @@ class OutputFile:
         colorType = self._option("autoColorTableType")
         if colorType is not None and self._option("thematic"):
             addAutoColorTable(self.filename, colorType)
+        self._noteDone()
+
+    def _noteDone(self):
+        if self.record is not None:
+            self.record.outputDone(self.filename)
 
     def discard(self):
         """Close without finishing and delete every file of the half-written output.
@@ -473,7 +482,8 @@ class OutputFile:
             try:
                 deleteExisting(self.filename, files)
             except OSError:
-                pass
+                return  # still there: the run's record keeps naming it
+        self._noteDone()
 
 
 def addAutoColorTable(filename, colorType):
@@ -535,9 +545,11 @@ def closeOutfiles(gdalOutObjCache: dict, outfiles) -> None:
 class OutputWriter:
     """All the outputs of a run, written by a single thread."""
 
-    def __init__(self, outfiles, controls, workinggrid, singlePassMgr, timings):
+    def __init__(self, outfiles, controls, workinggrid, singlePassMgr, timings, record=None):
+        """``record`` (a :class:`~.runrecord.RunRecord`) hears of every output made and
+        finished, so that one left unfinished by a dead run can be found."""
         self.files = {(name, seqNum): OutputFile(name, seqNum, filename, controls,
-                                                 workinggrid, singlePassMgr, timings)
+                                                 workinggrid, singlePassMgr, timings, record)
                       for name, seqNum, filename in outfiles}
 
     def openFiles(self, layouts: dict) -> dict:

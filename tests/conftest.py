@@ -64,6 +64,20 @@ def open_fds(path):
     return count
 
 
+@pytest.fixture(scope="session", autouse=True)
+def runRecordsFolder(tmp_path_factory):
+    """Run records (``sharedapplier.runrecord``) go to a folder of the test session's own,
+    for its subprocesses too: never the user's, never another session's."""
+    folder = tmp_path_factory.mktemp("runrecords")
+    previous = os.environ.get("SHAREDAPPLIER_RUN_RECORDS")
+    os.environ["SHAREDAPPLIER_RUN_RECORDS"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("SHAREDAPPLIER_RUN_RECORDS", None)
+    else:
+        os.environ["SHAREDAPPLIER_RUN_RECORDS"] = previous
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)

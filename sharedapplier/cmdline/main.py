@@ -44,22 +44,41 @@ def _segmentSize(name):
 
 
 def cmdCleanup(args) -> int:
+    """Remove what dead runs left: their segments, run directories, unfinished outputs."""
+    from .. import runrecord
+    from ..blockwriter import deleteExisting
     from ..engine import slabpool
-    stale = slabpool.staleSegments()
-    if not stale:
-        print("nothing to clean: no shared-memory segments left by dead sharedapplier runs")
+    segments = slabpool.staleSegments()
+    records = runrecord.staleRecords()
+    if not segments and not records:
+        print("nothing to clean: no sharedapplier run that died left anything here")
         return 0
-    sizes = {name: _segmentSize(name) for name in stale}
     if args.dry_run:
-        for name in stale:
-            print(f"would remove {slabpool.SHM_DIR}/{name} ({sizes[name] / 2**20:.1f} MiB)")
-        print(f"{len(stale)} stale segment(s), {sum(sizes.values()) / 2**20:.1f} MiB; run "
-              "without --dry-run to remove them")
+        _listLeftovers(segments, records)
         return 0
+    for path, leftovers in records.items():
+        for what in runrecord.removeLeftovers(path, leftovers, deleteExisting):
+            print(f"removed {what} ({leftovers.describe()})")
+    sizes = {name: _segmentSize(name) for name in segments}
     removed = slabpool.removeStaleSegments(out=sys.stdout)
     freed = sum(sizes.get(name, 0) for name in removed)
-    print(f"removed {len(removed)} stale segment(s), {freed / 2**20:.1f} MiB freed")
+    print(f"removed {len(removed)} stale segment(s), {freed / 2**20:.1f} MiB freed; "
+          f"{len(records)} dead run(s) cleaned up")
     return 0
+
+
+def _listLeftovers(segments, records) -> None:
+    from ..engine import slabpool
+    for leftovers in records.values():
+        for output in leftovers.outputs:
+            print(f"would remove unfinished output {output} ({leftovers.describe()})")
+        for folder in leftovers.folders:
+            print(f"would remove folder {folder} ({leftovers.describe()})")
+    sizes = {name: _segmentSize(name) for name in segments}
+    for name in segments:
+        print(f"would remove {slabpool.SHM_DIR}/{name} ({sizes[name] / 2**20:.1f} MiB)")
+    print(f"{len(segments)} stale segment(s), {sum(sizes.values()) / 2**20:.1f} MiB, and "
+          f"{len(records)} dead run(s); run without --dry-run to remove them")
 
 
 def cmdCalc(calcArgs) -> int:
@@ -150,10 +169,14 @@ def buildParser():
                            "CPUs this process may use)")
 
     cleanup = sub.add_parser(
-        "cleanup", help="remove shared-memory segments left behind by dead runs",
-        description="Remove sharedapplier shared-memory segments (/dev/shm/sa_<pid>_...) "
-                    "whose owning process no longer exists, e.g. after a run was killed "
-                    "with SIGKILL. Segments of live runs are never touched.")
+        "cleanup", help="remove what runs that died left behind",
+        description="Remove what sharedapplier runs whose process no longer exists (killed "
+                    "with SIGKILL, say) left behind: shared-memory segments "
+                    "(/dev/shm/sa_<pid>_...), folders of temporary files, remote run "
+                    "directories (with the channel's key file and the workers' logs) and "
+                    "unfinished outputs, as each run's record "
+                    "(in $SHAREDAPPLIER_RUN_RECORDS, else ~/.local/state/sharedapplier/runs) "
+                    "lists them. What live runs and other hosts' runs made is never touched.")
     cleanup.add_argument("--dry-run", action="store_true",
                          help="only list what would be removed")
 

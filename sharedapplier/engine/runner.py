@@ -43,10 +43,11 @@ from .workerpool import ComputeProcesses
 from .writer import ApplierProgress, OrderedWriter
 
 
-def runBlocks(job, outputWriter, controls, timings) -> list:
-    """Process every block of ``job``; return the otherArgs copies (RIOS's otherArgsList)."""
+def runBlocks(job, outputWriter, controls, timings, record=None) -> list:
+    """Process every block of ``job``; return the otherArgs copies (RIOS's otherArgsList).
+    ``record`` (a :class:`~..runrecord.RunRecord`) hears of a remote run's directory."""
     with _collectorSkipsOlderObjects():
-        return _runInStyle(job, outputWriter, controls, timings)
+        return _runInStyle(job, outputWriter, controls, timings, record)
 
 
 _frozenRuns = 0
@@ -76,7 +77,7 @@ def _collectorSkipsOlderObjects():
                 gc.unfreeze()
 
 
-def _runInStyle(job, outputWriter, controls, timings) -> list:
+def _runInStyle(job, outputWriter, controls, timings, record) -> list:
     style = job.concurrency
     progress = ApplierProgress(controls, len(job.blockList))
     kind = style.computeWorkerKind
@@ -86,6 +87,8 @@ def _runInStyle(job, outputWriter, controls, timings) -> list:
     if kind in (CW_NONE, CW_THREADS, CW_PROCESSES):
         return PipelinedRun(job, outputWriter, progress, timings).run()
     rundir = makeRunDirectory(controls.tempdir)
+    if record is not None:
+        record.noteFolder(rundir)
     try:
         launcher = launchers.launcherClass(kind)(style.computeWorkerExtraParams, rundir,
                                                  controls.jobName or "")
