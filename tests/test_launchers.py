@@ -253,6 +253,33 @@ def test_subproc_styles(style, scene, tmp_path, no_shm_leak):
         assert sum(counts) == 6
 
 
+def test_workers_reach_a_channel_listening_only_on_their_hosts_address(scene, tmp_path,
+                                                                       no_shm_leak):
+    """With channelInterface left to the engine (as for the batch kinds), a channelHost
+    naming one of this host's addresses is the one interface listened on."""
+    import psutil
+    own = sorted(a.address for addrs in psutil.net_if_addrs().values() for a in addrs
+                 if a.family == socket.AF_INET and not a.address.startswith("127."))
+    if not own:
+        pytest.skip("this host has no address other than loopback")
+    bound = []
+    original = chan.ChannelListener.__init__
+
+    def noting(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        bound.append(self.sock.getsockname()[0])
+
+    out = tmp_path / "o.tif"
+    extra = {"channelInterface": None, "channelHost": own[0]}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(chan.ChannelListener, "__init__", noting)
+        applier.apply(ndviLike, files(a=scene["path"]), files(out=out), newOtherArgs(),
+                      controls=makeControls(tmp_path, CW_SUBPROC, extra))
+    assert bound == [own[0]]
+    a = scene["array"].astype(np.float32)
+    np.testing.assert_array_equal(read_raster(out)[0], (a[0] - a[1]) / (a[0] + a[1] + 1))
+
+
 def note_gdal_cache(info, inputs, outputs, otherArgs):
     otherArgs.caches = getattr(otherArgs, "caches", set()) | {gdal.GetCacheMax()}
     outputs.out = inputs.a

@@ -201,3 +201,37 @@ def test_without_cloudpickle_the_channel_is_unavailable(monkeypatch):
     monkeypatch.setattr(structures, "cloudpickle", None)
     with pytest.raises(rioserrors.UnavailableError, match="cloudpickle"):
         NetworkDataChannel({"n": 1}, None, object())
+
+
+# ---------------------------------------------------------------------------------------
+# Which interface the channel of a batch run listens on
+
+
+def _ownAddresses():
+    import psutil
+    return sorted(addr.address for addrs in psutil.net_if_addrs().values() for addr in addrs
+                  if addr.family == socket.AF_INET and not addr.address.startswith("127."))
+
+
+def test_a_name_of_one_of_this_hosts_addresses_is_listened_on_alone():
+    from sharedapplier.engine.remote.channel import WorkerChannel, interfaceFor
+    own = _ownAddresses()
+    if not own:
+        pytest.skip("this host has no address other than loopback")
+    assert interfaceFor(own[0]) == own[0]
+    channel = WorkerChannel(hostname=own[0], interface=interfaceFor(own[0]))
+    try:
+        assert channel.listener.sock.getsockname()[0] == own[0]
+        assert channel.address.hostname == own[0]
+    finally:
+        channel.shutdown()
+
+
+@pytest.mark.parametrize("name", ["localhost", "127.0.0.1", "no-such-host.invalid",
+                                  "192.0.2.254"])
+def test_names_that_say_nothing_of_the_workers_view_listen_everywhere(name):
+    """Loopback, unknown names and addresses that are not this host's: every interface."""
+    from sharedapplier.engine.remote.channel import interfaceFor
+    if name in _ownAddresses():
+        pytest.skip(f"{name} is this host's own address here")
+    assert interfaceFor(name) == ""

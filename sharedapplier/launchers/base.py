@@ -197,8 +197,9 @@ class Launcher(ABC):
                 self._descriptions[workerID] = replace(current, host=host)
 
     # --- optional -------------------------------------------------------------------
-    #: the interface the channel listens on by default ("" = all)
-    defaultInterface = ""
+    #: the interface the channel listens on by default: None is the one the channel's host
+    #: name names (``engine.remote.channel.interfaceFor``), "" every interface
+    defaultInterface: str | None = None
     #: can workers read a file in the run directory (is it on a filesystem they share)?
     sharedFilesystem = True
 

@@ -27,6 +27,8 @@ import socket
 import threading
 from multiprocessing import connection
 
+import psutil
+
 from ... import rioserrors
 from ...launchers.base import DEFAULT_PORT_RANGE, ChannelAddress
 from ..messages import WorkerHello
@@ -44,6 +46,24 @@ def tuneSocket(sock: socket.socket) -> None:
     """
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+
+
+def interfaceFor(hostname: str) -> str:
+    """The interface to listen on for workers told to connect to ``hostname``: the address
+    of this host it resolves to, if it resolves here to one of this host's own addresses
+    other than loopback; otherwise every interface ("").
+
+    A name that resolves here to loopback (Debian's ``127.0.1.1`` entry, say) may still
+    resolve elsewhere to the address the workers use, which cannot be known from here.
+    """
+    try:
+        resolved = {info[4][0] for info in socket.getaddrinfo(hostname, None, socket.AF_INET)}
+    except OSError:
+        return ""
+    own = {addr.address for addrs in psutil.net_if_addrs().values() for addr in addrs
+           if addr.family == socket.AF_INET}
+    usable = sorted(a for a in resolved & own if not a.startswith("127."))
+    return usable[0] if len(usable) == 1 else ""
 
 
 def connectToChannel(address: ChannelAddress, hello, timeout: float = 30.0):

@@ -18,6 +18,7 @@ worker over the channel::
 from __future__ import annotations
 
 import shutil
+import socket
 import sys
 import tempfile
 import threading
@@ -38,7 +39,7 @@ from ..computeworkers import PipeToMain, slotSink
 from ..slots import Party, Role, SlotBoard
 from ..stages import ClaimedBlock, SlotSource, WorkerLoop, WorkerState
 from . import wire
-from .channel import WorkerChannel
+from .channel import WorkerChannel, interfaceFor
 from .link import JobReports, RemoteFailure, RemoteLink, WorkerLost
 
 DEFAULT_HEARTBEAT_TIMEOUT = 60.0
@@ -207,9 +208,13 @@ class RemoteWorkers:
 
     # --- the interface the runner uses (as for local workers) -------------------------
     def start(self):
+        hostname = self.extra.get("channelHost")
+        interface = self.extra.get("channelInterface", self.launcher.defaultInterface)
+        if interface is None:
+            hostname = hostname or socket.gethostname()
+            interface = interfaceFor(hostname)
         self.channel = WorkerChannel(
-            hostname=self.extra.get("channelHost"),
-            interface=self.extra.get("channelInterface", self.launcher.defaultInterface),
+            hostname=hostname, interface=interface,
             portRange=tuple(self.extra.get("channelPortRange", DEFAULT_PORT_RANGE)))
         self.launcher.submit(list(range(len(self.conns))), self._workerCommand())
         self.startTime = time.monotonic()
