@@ -31,7 +31,7 @@ ACTIVITY_OF = {
     "stats+histogram": "write", "beforeclose": "write",
     "wait_input": "wait", "wait_free_slot": "wait", "insert_readbuffer": "wait",
     "pop_readbuffer": "wait", "insert_computebuffer": "wait", "pop_computebuffer": "wait",
-    "startcomputeworkers": "start",
+    "startcomputeworkers": "start", "restartworker": "start",
 }
 ACTIVITIES = ("read", "compute", "write", "wait", "start")
 WORK = ("read", "compute", "write")

@@ -70,6 +70,9 @@ State, and who may change it:
   in block order, which keeps statistics identical to the last bit to a run without
   workers.
 * Each worker's otherArgs copy and timers are its own until it sends ``WorkerFinished``.
+* A compute process that dies while it reads its own blocks: the main process alone moves
+  the slots it was filling to REDO (``recovery``), under the lock, and starts another
+  process under its number; ``claimFree`` hands REDO slots out before new blocks.
 
 Who owns what: the main process creates and unlinks every segment (names start with
 ``sa_<pid>_<random>_``) and every semaphore; compute processes attach by name, untracked,

@@ -99,6 +99,17 @@ class Inbox:
             return False
         return True
 
+    def replaceWorkerPipe(self, workerID: int, conn) -> None:
+        """A new worker took the place of ``workerID``, which died, with pipe ``conn``; it
+        hears the output layout at once if block 0 has fixed it. Messages the dead worker
+        announced and never sent are written off."""
+        old = self.workerConns[workerID]
+        self.workerConns[workerID] = conn
+        self.conns = [c for c in self.conns if c is not old] + [conn]
+        self.received = max(self.received, self.board.messagesAnnounced())
+        if self.writer.ready is not None:
+            conn.send(self.writer.ready)
+
     def _fixLayouts(self, proposal: msg.LayoutProposal) -> None:
         """Block 0's layout is the run's (as RIOS creates outputs from the first block)."""
         if self.writer.layouts is not None or proposal.blockIndex != 0:

@@ -7,6 +7,9 @@ A slot goes round one cycle, each step taken by one party under the run's lock::
       |     the slot stays FILLING, then marks it computed)              |
       +----------handBack (the writer) <---- COMPUTED <--markComputed----+
 
+    FILLING held by a worker that died --reclaimFrom (the main process)--> REDO, which
+    claimFree hands out before any new block: the same block, read and computed again.
+
 The board keeps this table in the header segment of the :class:`~.slabpool.SlabPool` (so
 every process sees it) and the semaphores in :class:`SlotSignals`: ``free`` and ``ready``
 count FREE and READY slots, ``doorbell`` wakes the writer. Every wait goes through
@@ -27,7 +30,7 @@ POLL_SECONDS = 0.2
 _FIRST_BLOCK_POLL_SECONDS = 0.005
 
 # slot states
-FREE, FILLING, READY, COMPUTING, COMPUTED = range(5)
+FREE, FILLING, READY, COMPUTING, COMPUTED, REDO = range(6)
 # header columns per slot. STARTED is when the user function began on the slot's block
 # (CLOCK_MONOTONIC in ns, shared by the processes of one host; 0 = not running): written by
 # the slot's holder alone, without the lock, and read when a timeout needs explaining.
@@ -285,6 +288,10 @@ class SlotBoard(SlotTable):
 
     def _claimAcquired(self, party):
         with self.signals.lock:
+            slot = self.findSlot(REDO)
+            if slot is not None:
+                self._setSlot(slot, FILLING, holder=party)
+                return slot, self.slotBlock(slot)
             block = self.counter(NEXT_TO_FILL)
             if block >= self.nblocks:
                 self.signals.free.release()
@@ -403,3 +410,21 @@ class SlotBoard(SlotTable):
         """The block ``party`` is reading or computing, if any."""
         with self.signals.lock:
             return self._heldBy(party)
+
+    def reclaimFrom(self, party: Party, lockTimeout: float) -> list[int] | None:
+        """(The main process) ``party`` died: every block it was reading and computing goes
+        back on the board, to be read and computed again; those blocks. None when the lock
+        stays held (``party`` died holding it, and nobody can move a slot any more)."""
+        if not self.signals.lock.acquire(timeout=lockTimeout):
+            return None
+        try:
+            held = [slot for slot in range(self.nslots) if self.slotHolder(slot) == party
+                    and self.slotState(slot) == FILLING]
+            for slot in held:
+                self._setSlot(slot, REDO)
+                self.header[slot * SLOT_COLUMNS + STARTED] = 0
+        finally:
+            self.signals.lock.release()
+        for _ in held:
+            self.signals.free.release()
+        return [self.slotBlock(slot) for slot in held]

@@ -1,6 +1,7 @@
 """Liveness and timeouts, as the main process checks them between writes.
 
-A dead worker is reported with the block it held; a run that waits too long for the next
+A dead worker is replaced and its block computed again where that can be done
+(:mod:`.recovery`), else reported with the block it held; a run that waits too long for the next
 computed block raises TimeoutError naming the option to raise, unless a user function has
 been running about that long, which is then named instead (block, worker, option).
 """
@@ -12,6 +13,7 @@ from .. import rioserrors
 from ..structures import WorkerErrorRecord
 from . import slots
 from .inbox import Inbox, raiseRecord
+from .recovery import WorkerDeaths
 from .slots import Party, Role, SlotBoard
 
 # A timeout that ran out is put down to a user function that has run for at least this
@@ -58,11 +60,12 @@ class WorkerWatch:
     """Checks, every POLL_SECONDS (or at once when a message is due), the inbox, whether
     every worker lives, and how long the run has waited for its next block."""
 
-    def __init__(self, job, board: SlotBoard, workers, inbox: Inbox):
+    def __init__(self, job, board: SlotBoard, workers, inbox: Inbox, timings):
         self.job = job
         self.board = board
         self.workers = workers
         self.inbox = inbox
+        self.deaths = WorkerDeaths(job, board, workers, inbox, timings)
         self.timeout = job.concurrency.computeBufferPopTimeout
         self.lastProgress = self.lastCheck = time.monotonic()
 
@@ -89,6 +92,10 @@ class WorkerWatch:
         for i in self.workers.deadWorkers(self.inbox.finished):
             if self.inbox.hasUnread(self.workers.conns[i]):
                 continue  # read what it sent before dying first
+            if self.deaths.canRecover():
+                self.deaths.recover(i)
+                self.lastProgress = time.monotonic()
+                continue
             block = self.board.holderOf(Party(Role.COMPUTE, i))
             where = "" if block is None else \
                 f" while processing block {self.job.blockList[block]}"

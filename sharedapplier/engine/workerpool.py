@@ -54,6 +54,7 @@ class WorkerSet:
         self.procs: list = []
         self.conns: list = []
         self.pending: list = []  # (process, the worker's pipe end) not started yet
+        self.run: dict = {}  # the fields of the RunForWorker of the run it serves
         self.ownerPid = os.getpid()
 
     def __len__(self) -> int:
@@ -76,13 +77,29 @@ class WorkerSet:
     def reserve(self, count: int) -> None:
         """Make the processes (and pipes) that ``count`` workers lack, not started yet."""
         for i in range(len(self.procs), count):
-            mainEnd, workerEnd = self.mpContext.Pipe(duplex=True)
-            proc = self.mpContext.Process(
-                target=workerProcessMain, name=f"sharedapplier-compute-{i}", daemon=True,
-                args=(self.signals, workerEnd))
+            proc, mainEnd, workerEnd = self._newProcess(i)
             self.procs.append(proc)
             self.conns.append(mainEnd)
             self.pending.append((proc, workerEnd))
+
+    def _newProcess(self, i):
+        mainEnd, workerEnd = self.mpContext.Pipe(duplex=True)
+        proc = self.mpContext.Process(
+            target=workerProcessMain, name=f"sharedapplier-compute-{i}", daemon=True,
+            args=(self.signals, workerEnd))
+        return proc, mainEnd, workerEnd
+
+    def replace(self, i: int) -> None:
+        """Worker ``i`` died during a run: start another in its place, on the same signals,
+        and give it the run."""
+        self.procs[i].join(0)
+        self.conns[i].close()
+        proc, mainEnd, workerEnd = self._newProcess(i)
+        with MainModuleHidden():
+            proc.start()
+        workerEnd.close()
+        self.procs[i], self.conns[i] = proc, mainEnd
+        mainEnd.send(msg.RunForWorker(workerID=i, **self.run))
 
     def startPending(self) -> None:
         """Start every reserved process, from up to START_THREADS threads at once."""
@@ -114,10 +131,10 @@ class WorkerSet:
 
     def assign(self, count: int, job, poolDesc, reads: bool) -> None:
         """Tell the first ``count`` workers their run (each unpickles its own job copy)."""
-        run = dict(jobBytes=cloudpickle.dumps(job), poolDesc=poolDesc, reads=reads,
-                   cwd=os.getcwd(), mainPath=tuple(sys.path))
+        self.run = dict(jobBytes=cloudpickle.dumps(job), poolDesc=poolDesc, reads=reads,
+                        cwd=os.getcwd(), mainPath=tuple(sys.path))
         for i, conn in enumerate(self.conns[:count]):
-            conn.send(msg.RunForWorker(workerID=i, **run))
+            conn.send(msg.RunForWorker(workerID=i, **self.run))
 
     def close(self, timeout: float = STOP_SECONDS) -> None:
         """Tell every process to go (its pipe closes), kill those still there after
@@ -248,6 +265,18 @@ class ComputeProcesses:
 
     def describeDeath(self, workerID):
         return describeDeath(self.started[workerID], workerID)
+
+    def canReplace(self) -> bool:
+        """Whether a worker that dies can be replaced and its block computed again: when
+        workers read their own blocks, a dead worker's block is in a slot it was filling."""
+        return self.reads
+
+    def replace(self, workerID):
+        """Start another worker in place of ``workerID``, which died; its new pipe."""
+        self.workerSet.replace(workerID)
+        self.started[workerID] = self.workerSet.procs[workerID]
+        self.conns[workerID] = self.workerSet.conns[workerID]
+        return self.conns[workerID]
 
     def deadWorkers(self, finished):
         return [i for i, p in enumerate(self.started)

@@ -102,6 +102,9 @@ class ChannelListener:
         self.helloType = helloType
         self.authkey = secrets.token_hex(32)
         self.sock = _bindInRange(interface, portRange)
+        # set before the accept thread starts: the listener may be shut down at once, and
+        # a closed socket has no timeout to set
+        self.sock.settimeout(_ACCEPT_POLL_SECONDS)
         self.portnum = self.sock.getsockname()[1]
         self.hostname = hostname or interface or socket.gethostname()
         self.rejected = 0
@@ -128,7 +131,6 @@ class ChannelListener:
         self._thread.join(2 * _ACCEPT_POLL_SECONDS)
 
     def _acceptLoop(self):
-        self.sock.settimeout(_ACCEPT_POLL_SECONDS)
         while not self._closed.is_set():
             try:
                 peer, _ = self.sock.accept()

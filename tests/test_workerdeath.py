@@ -1,0 +1,96 @@
+"""A compute worker that dies: its block is computed again by another, a new worker takes its
+place, and the output is what a run without deaths writes. A block that kills worker after
+worker stops the run, naming it. Real processes killed with real signals."""
+import os
+import signal
+
+import numpy as np
+import pytest
+from conftest import assertSameAsGdalSees, read_raster, whatGdalSees, write_raster
+
+from sharedapplier import applier, rioserrors
+from sharedapplier.engine import recovery
+from sharedapplier.structures import CW_PROCESSES, ConcurrencyStyle, FilenameAssociations
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    arr = np.random.default_rng(3).integers(0, 5000, (1, 256, 320), dtype=np.uint16)
+    return arr, write_raster(tmp_path_factory.mktemp("scene") / "in.tif", arr)
+
+
+class KillOnce:
+    """Kill the worker computing ``block`` the first ``times`` times (a marker file per
+    death, so that every worker process sees how many there were)."""
+
+    def __init__(self, folder, block, times):
+        self.folder, self.block, self.times = str(folder), block, times
+
+    def __call__(self, info, inputs, outputs, otherArgs):
+        if info.getBlockCount() == self.block:
+            deaths = len([n for n in os.listdir(self.folder) if n.startswith("death")])
+            if deaths < self.times:
+                open(os.path.join(self.folder, f"death{deaths}"), "w").close()
+                os.kill(os.getpid(), signal.SIGKILL)
+        otherArgs.blocks = getattr(otherArgs, "blocks", 0) + 1
+        outputs.out = inputs.a + 1
+
+
+def run(tmp_path, infile, function, name, workers=2, **style):
+    controls = applier.ApplierControls()
+    controls.setWindowSize(64, 64)
+    controls.setOverviewMinDim(16)
+    if workers:
+        controls.setConcurrencyStyle(ConcurrencyStyle(
+            computeWorkerKind=CW_PROCESSES, numComputeWorkers=workers, **style))
+    infiles, outfiles = FilenameAssociations(), FilenameAssociations()
+    infiles.a, outfiles.out = infile, str(tmp_path / f"{name}.tif")
+    rtn = applier.apply(function, infiles, outfiles, applier.OtherInputs(), controls=controls)
+    return outfiles.out, rtn
+
+
+@pytest.mark.parametrize("deaths", [1, 2])
+def test_a_killed_worker_is_replaced_and_its_block_computed_again(scene, tmp_path, deaths,
+                                                                  capfd, no_shm_leak):
+    arr, infile = scene
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    truth, _ = run(tmp_path, infile, KillOnce(markers, (2, 1), 0), "truth", workers=0)
+    out, rtn = run(tmp_path, infile, KillOnce(markers, (2, 1), deaths), "survived")
+    assert len(os.listdir(markers)) == deaths
+    np.testing.assert_array_equal(read_raster(out)[0], arr[0] + 1)
+    assertSameAsGdalSees(whatGdalSees(out), whatGdalSees(truth))
+    err = capfd.readouterr().err
+    assert err.count("was killed by signal SIGKILL") == deaths
+    assert "ApplierBlockDefn(64, 128, 64, 64) will be computed again" in err
+    assert len(rtn.timings.getDurationsForName("restartworker")) == deaths
+    # one copy per worker number (the dead workers' copies are gone with them); no block
+    # was seen twice
+    assert len(rtn.otherArgsList) == 2
+    assert sum(o.blocks for o in rtn.otherArgsList) <= 4 * 5
+
+
+def test_a_block_that_kills_every_worker_stops_the_run(scene, tmp_path, no_shm_leak):
+    arr, infile = scene
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    with pytest.raises(rioserrors.WorkerExceptionError) as e:
+        run(tmp_path, infile, KillOnce(markers, (1, 3), 100), "deadly")
+    text = str(e.value)
+    assert text.startswith(f"block ApplierBlockDefn(192, 64, 64, 64) killed "
+                           f"{recovery.MAX_WORKERS_KILLED_BY_BLOCK} compute workers")
+    assert text.count("killed by signal SIGKILL") == recovery.MAX_WORKERS_KILLED_BY_BLOCK
+    assert len(os.listdir(markers)) == recovery.MAX_WORKERS_KILLED_BY_BLOCK
+    assert not (tmp_path / "deadly.tif").exists()
+
+
+def test_workers_that_do_not_read_are_not_replaced(scene, tmp_path, no_shm_leak):
+    """With read threads the dead worker's inputs are gone with no reader left to read
+    them again: the run stops, naming the worker and its block."""
+    _, infile = scene
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    with pytest.raises(rioserrors.WorkerExceptionError, match="SIGKILL") as e:
+        run(tmp_path, infile, KillOnce(markers, (2, 1), 1), "readers",
+            computeWorkersRead=False, numReadWorkers=1)
+    assert "ApplierBlockDefn(64, 128, 64, 64)" in str(e.value)
