@@ -101,6 +101,40 @@ COMPARISONS = {
 }
 NUMBER_TYPES = (int, float, complex)  # bool is an int
 
+# Arithmetic never wraps round or overflows: where these would compute in an integer type,
+# they compute in float64 instead (as OTB's BandMath and rio calc do), so ``(b - a) /
+# (b + a)`` on UInt16 inputs is NDVI, the same as numpy on float64 copies of the inputs.
+# With a floating operand numpy's own result type stands (``float32(b) - a`` is float32).
+# Bitwise operators, comparisons, selections and casts keep integer types.
+EXACT_BINARY = frozenset({ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod,
+                          ast.Pow})
+EXACT_UNARY = frozenset({ast.USub})
+TYPE_KEEPING_FUNCTIONS = frozenset({
+    "bitwise_and", "bitwise_or", "bitwise_xor", "invert", "left_shift", "right_shift",
+    "logical_and", "logical_or", "logical_xor", "logical_not", "greater", "greater_equal",
+    "less", "less_equal", "equal", "not_equal", "isnan", "isinf", "isfinite", "signbit",
+    "where", "clip", "minimum", "maximum", "fmin", "fmax", "sign", "round", "nan_to_num",
+    "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+    "uint64", "min", "max", "amin", "amax", "nanmin", "nanmax", "argmin", "argmax", "any",
+    "all", "count_nonzero", "median", "nanmedian", "percentile", "nanpercentile"})
+
+
+def _isInteger(value) -> bool:
+    if isinstance(value, (numpy.ndarray, numpy.generic)):
+        return value.dtype.kind in "biu"
+    return isinstance(value, int)  # bool is an int
+
+
+def exact(*operands) -> list:
+    """The operands of one arithmetic step, in a type that holds its result: when every one
+    is an integer (array, numpy or Python number), the arrays and numpy numbers as float64;
+    otherwise as they are (a floating operand already makes numpy compute in floating
+    point). Python numbers alone stay Python numbers."""
+    if not all(_isInteger(value) for value in operands):
+        return list(operands)
+    return [value.astype(numpy.float64) if isinstance(value, (numpy.ndarray, numpy.generic))
+            else value for value in operands]
+
 # Python integers grow without bound: cap what ** and << may build from two constants, so
 # an expression such as 9**9**9 is refused instead of computing for hours.
 MAX_CONSTANT_BITS = 4096
@@ -391,10 +425,15 @@ class _Evaluator:
         left = self.evaluate(node.left)
         right = self.evaluate(node.right)
         _checkIntegerGrowth(node, left, right, self.text)
+        if type(node.op) in EXACT_BINARY:
+            left, right = exact(left, right)
         return BINARY_OPERATORS[type(node.op)](left, right)
 
     def evalUnaryOp(self, node):
-        return UNARY_OPERATORS[type(node.op)](self.evaluate(node.operand))
+        operand = self.evaluate(node.operand)
+        if type(node.op) in EXACT_UNARY:
+            (operand,) = exact(operand)
+        return UNARY_OPERATORS[type(node.op)](operand)
 
     def evalCompare(self, node):
         left = self.evaluate(node.left)
@@ -410,6 +449,8 @@ class _Evaluator:
         func = node.func
         name = func.attr if isinstance(func, ast.Attribute) else func.id
         args = [self.evaluate(arg) for arg in node.args]
+        if name not in TYPE_KEEPING_FUNCTIONS:
+            args = exact(*args)
         if name in REDUCTIONS:
             return REDUCTIONS[name][0](*args, axis=0)
         return FUNCTIONS[name][0](*args)

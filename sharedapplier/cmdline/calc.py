@@ -78,15 +78,18 @@ def epilog() -> str:
                  sorted(rastercalc.REDUCTIONS)),
         _wrapped("constants:", sorted(rastercalc.CONSTANTS)),
         "notes:\n"
-        "  Integer inputs stay integers: with uint16 bands, b - a wraps around; write\n"
-        "  float32(b) - a for real arithmetic. Quote the expression; one that starts with\n"
-        "  '-' goes last, after '--'. Without --type the output has the expression's type\n"
-        "  (booleans as Byte); with it, values are rounded and clipped to the type.\n"
+        "  Arithmetic never wraps round: where it would be done in an integer type (b - a\n"
+        "  on uint16 bands) it is done in Float64, as numpy does on float64 copies of\n"
+        "  the inputs; a floating operand keeps numpy's type (float32(b) - a is Float32).\n"
+        "  Bitwise operators, comparisons, where, min/max and casts keep integer types.\n"
+        "  Quote the expression; one that starts with '-' goes last, after '--'. Without\n"
+        "  --type the output has the expression's type (booleans as Byte); with it, values\n"
+        "  are rounded and clipped to the type only at the end.\n"
         "  With --nodata, pixels where a used input is no-data (same band, or any band\n"
         "  when band counts differ) or the result is NaN/Inf are written as VALUE.",
         "example:\n"
         "  sharedapplier calc -i a=red.tif -i b=nir.tif -o ndvi.tif \\\n"
-        "      \"(float32(b) - a) / (float32(b) + a)\" --type Float32 --nodata -9999",
+        "      \"(b - a) / (b + a)\" --type Float32 --nodata -9999",
     ])
 
 
