@@ -14,7 +14,7 @@ import sys  # noqa: F401
 import numpy  # noqa: F401
 from osgeo import gdal
 
-from . import calcstats, rioserrors  # noqa: F401
+from . import calcstats, journal, rioserrors  # noqa: F401
 from .blockreader import (  # noqa: F401
     ReadWorkerMgr,
     inputGrid,
@@ -133,10 +133,15 @@ def _runJob(userFunction, infiles, outfiles, otherArgs, controls, workinggrid, b
     them after a failure); the single-pass manager."""
     specs = prepareInputs(infiles, allInfo, workinggrid, controls, tmpfileMgr)
     singlePassMgr = SinglePassManager(outfiles, controls, workinggrid, tmpfileMgr)
-    writer = OutputWriter(outfiles, controls, workinggrid, singlePassMgr, timings, record)
-    job = ComputeJob(userFunction, infiles, outfiles, otherArgs, workinggrid, blockList,
-                     specs, controls.windowxsize, controls.windowysize, controls.overlap,
-                     controls.concurrency, controls.loggingstream)
+    journal, resumption = _journalFor(userFunction, infiles, outfiles, workinggrid, controls,
+                                      len(blockList))
+    rtn.resumedFrom = 0 if resumption is None else resumption.blocksDone
+    writer = OutputWriter(outfiles, controls, workinggrid, singlePassMgr, timings, record,
+                          journal, resumption)
+    job = ComputeJob(userFunction, infiles, outfiles, otherArgs, workinggrid,
+                     blockList[rtn.resumedFrom:], specs, controls.windowxsize,
+                     controls.windowysize, controls.overlap, controls.concurrency,
+                     controls.loggingstream)
     try:
         rtn.otherArgsList = runBlocks(job, writer, controls, timings, record)
         writer.close()
@@ -144,6 +149,22 @@ def _runJob(userFunction, infiles, outfiles, otherArgs, controls, workinggrid, b
         writer.discard(failure)
         raise
     return singlePassMgr
+
+
+def _journalFor(userFunction, infiles, outfiles, workinggrid, controls, nblocks):
+    """(journal, resumption) of a resumable run, (None, None) otherwise: the resumption
+    when an earlier run of these very outputs stopped part way."""
+    if not controls.resumable:
+        return None, None
+    fingerprint = journal.runFingerprint(userFunction, infiles, outfiles, workinggrid,
+                                         controls)
+    resumption = journal.findResumption(outfiles, fingerprint)
+    if resumption is None:
+        journal.Journal.remove(filename for _, _, filename in outfiles)
+    else:
+        print(f"sharedapplier: resuming: {resumption.blocksDone} of {nblocks} blocks were "
+              "written by an earlier run of these outputs", file=sys.stderr)
+    return journal.Journal(fingerprint, nblocks), resumption
 
 
 def _openInput(name, filename):

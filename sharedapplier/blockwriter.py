@@ -37,6 +37,7 @@ from .const import (  # noqa: F401 - RIOS's names here
 )
 from .cpus import usableCpuCount
 from .imageio import GdalErrorsAs, gdalTypeOf, writeWindow
+from .journal import Journal, Resumption, journalPath
 from .structures import CW_PROCESSES, CW_THREADS
 
 
@@ -239,6 +240,11 @@ def withCompressionThreads(options: list[str], concurrency) -> list[str]:
     return [*options, f"NUM_THREADS={threads}"]
 
 
+def threadOptions(options: list[str]) -> list[str]:
+    """The NUM_THREADS of GTiff creation options, as open options for writing it again."""
+    return [o for o in options if o.upper().startswith("NUM_THREADS=")]
+
+
 def doubleCheckCreationOptions(drivername: str, creationoptions: list[str], windowxsize: int,
                                windowysize: int, gridwidth: int, filename: str = "") -> list:
     """The creation options, once checked to suit the driver and the block size: a GTiff's
@@ -304,9 +310,12 @@ class OutputFile:
     """One output file: created on its first block, written block by block, then closed."""
 
     def __init__(self, name, seqNum, filename, controls, workinggrid, singlePassMgr, timings,
-                 record=None):
+                 record=None, resumeEntry=None):
         self.name = name
         self.record = record
+        self.resumeEntry = resumeEntry
+        self.layout = None
+        self.openOptions: list[str] = []
         self.seqNum = seqNum
         self.filename = filename
         self.controls = controls
@@ -327,8 +336,18 @@ class OutputFile:
         self.open(OutputLayout(self.name, self.seqNum, arr.shape[0], numpy.dtype(arr.dtype)))
 
     def open(self, layout: OutputLayout) -> SummaryPlan | None:
-        """Create the file with ``layout``'s band count and dtype; the summary plan of its
-        blocks (None when no single-pass work is wanted)."""
+        """Create the file with ``layout``'s band count and dtype (or open the one a
+        resumed run goes on writing); the summary plan of its blocks (None when no
+        single-pass work is wanted)."""
+        self.layout = layout
+        if self.resumeEntry is not None:
+            self._reopen(layout)
+        else:
+            self._create(layout)
+        self.summary = self._summaryPlan(layout)
+        return self.summary
+
+    def _create(self, layout: OutputLayout) -> None:
         drivername = self._option("drivername")
         options = self._option("creationoptions")
         if options is None:
@@ -337,12 +356,13 @@ class OutputFile:
         if driver is None:
             raise rioserrors.ImageOpenError(
                 f"Output '{self.filename}': GDAL has no driver named '{drivername}'")
-        deleteExisting(self.filename)
+        deleteExisting(self.filename, (journalPath(self.filename),))
         nanWarningFiles.discard(self.filename)
         if drivername == "GTiff":
             checkGTiffBlockSize(options, self.controls.windowxsize, self.controls.windowysize,
                                 self.workinggrid.getDimensions()[1], self.filename)
             options = withCompressionThreads(options, self.controls.concurrency)
+            self.openOptions = threadOptions(options)
         gdaltype = gdalTypeForDtype(layout.dtype, _label(self.name, self.seqNum))
         nrows, ncols = self.workinggrid.getDimensions()
         try:
@@ -354,16 +374,78 @@ class OutputFile:
         if self.ds is None:
             raise rioserrors.ImageOpenError(f"Unable to create output file '{self.filename}'")
         self.created = True
-        if self.record is not None:
-            self.record.noteOutput(self.filename)
+        if self.record is not None and not self.controls.resumable:
+            self.record.noteOutput(self.filename)  # a resumable one is kept for its run
         with self._writing():
             self.ds.SetGeoTransform(self.workinggrid.makeGeoTransform())
             self.ds.SetProjection(self.workinggrid.projection)
             self._setBandMetadata(layout.nbands)
             self.singlePassMgr.initFor(self.ds, self.name, self.seqNum,
                                        numpy.empty((layout.nbands, 0, 0), layout.dtype))
-        self.summary = self._summaryPlan(layout)
-        return self.summary
+
+    def _reopen(self, layout: OutputLayout) -> None:
+        """Open the output an earlier run of this one left, as its journal describes it."""
+        entry = self.resumeEntry
+        if (layout.nbands, layout.dtype.str) != (entry.nbands, entry.dtype):
+            raise rioserrors.ImageOpenError(
+                f"Output '{self.filename}' of the run being resumed has {entry.nbands} "
+                f"band(s) of {numpy.dtype(entry.dtype)}, but this run's first block has "
+                f"{layout.nbands} of {layout.dtype}: delete the output and its journal "
+                f"({journalPath(self.filename)}) to start again")
+        if self._option("drivername") == "GTiff":
+            options = self._option("creationoptions")
+            if options is None:
+                options = const.creationOptionsForDriver("GTiff")
+            self.openOptions = threadOptions(withCompressionThreads(options,
+                                                                    self.controls.concurrency))
+        try:
+            self.ds = self._openForUpdate()
+        except RuntimeError as e:
+            raise rioserrors.ImageOpenError(
+                f"Unable to open output '{self.filename}' to resume writing it: {e}") from e
+        self.created = True
+        with self._writing():
+            self.singlePassMgr.initFor(self.ds, self.name, self.seqNum,
+                                       numpy.empty((layout.nbands, 0, 0), layout.dtype),
+                                       overviewsExist=True)
+        if entry.accumulators is not None:
+            self.singlePassMgr.accumulators[(self.name, self.seqNum)] = entry.accumulators
+
+    def _findOverviews(self, nlevels: int) -> None:
+        self.overviews = [[self.ds.GetRasterBand(b + 1).GetOverview(k) for k in range(nlevels)]
+                          for b in range(self.ds.RasterCount)]
+
+    def flushToFile(self) -> None:
+        """Put everything written so far on disk as a file GDAL can open again: pixels,
+        overviews, and the file's directory (a resumable run's journal then names it).
+
+        Closing is the one way: a flushed GTiff or HFA killed before it is closed reads
+        back empty (the directory that points at its blocks is written at close).
+        """
+        with self.timings.interval("writing"), self._writing():
+            nlevels = len(self.overviews[0]) if self.overviews else 0
+            self.ds = None
+            self.ds = self._openForUpdate()
+            self._findOverviews(nlevels)
+
+    def _openForUpdate(self):
+        """The output opened again for writing, compressing on GDAL's threads as when it
+        was created."""
+        return gdal.OpenEx(self.filename, gdal.OF_UPDATE | gdal.OF_RASTER,
+                           open_options=self.openOptions)
+
+    def journalState(self) -> tuple:
+        """(bands, dtype, single-pass accumulators) for this output's journal."""
+        return (self.layout.nbands, self.layout.dtype.str,
+                self.singlePassMgr.accumulators.get((self.name, self.seqNum)))
+
+    def setAside(self) -> None:
+        """Close without finishing, keeping the file for the run that resumes it."""
+        gdal.PushErrorHandler("CPLQuietErrorHandler")
+        try:
+            self.ds = None
+        finally:
+            gdal.PopErrorHandler()
 
     def _summaryPlan(self, layout) -> SummaryPlan | None:
         mgr, name = self.singlePassMgr, self.name
@@ -373,8 +455,7 @@ class OutputFile:
             return None
         maxRows, maxCols = self.controls.windowysize, self.controls.windowxsize
         levels = blocksummary.overviewLevels(self.ds, factors, maxRows, maxCols)
-        self.overviews = [[self.ds.GetRasterBand(b + 1).GetOverview(k)
-                           for k in range(len(levels))] for b in range(layout.nbands)]
+        self._findOverviews(len(levels))
         return blocksummary.SummaryPlan(
             (name, self.seqNum), layout.nbands, layout.dtype.str, statistics, histogram,
             self.ds.GetRasterBand(1).GetNoDataValue(),
@@ -545,12 +626,21 @@ def closeOutfiles(gdalOutObjCache: dict, outfiles) -> None:
 class OutputWriter:
     """All the outputs of a run, written by a single thread."""
 
-    def __init__(self, outfiles, controls, workinggrid, singlePassMgr, timings, record=None):
+    def __init__(self, outfiles, controls, workinggrid, singlePassMgr, timings, record=None,
+                 journal: Journal | None = None, resumption: Resumption | None = None):
         """``record`` (a :class:`~.runrecord.RunRecord`) hears of every output made and
-        finished, so that one left unfinished by a dead run can be found."""
+        finished, so that one left unfinished by a dead run can be found. ``journal``
+        (resumable runs) is brought up to date after each row of blocks; ``resumption``
+        says where an earlier run of these outputs stopped."""
+        entries = {} if resumption is None else resumption.entries
         self.files = {(name, seqNum): OutputFile(name, seqNum, filename, controls,
-                                                 workinggrid, singlePassMgr, timings, record)
+                                                 workinggrid, singlePassMgr, timings, record,
+                                                 entries.get((name, seqNum)))
                       for name, seqNum, filename in outfiles}
+        self.journal = journal
+        self.blocksWritten = 0 if resumption is None else resumption.blocksDone
+        self.midBlock = False
+        self.ncols = workinggrid.getDimensions()[1]
 
     def openFiles(self, layouts: dict) -> dict:
         """Create every output with its layout (block 0's); the summary plans of those
@@ -561,8 +651,13 @@ class OutputWriter:
     def writeBlock(self, blockDefn, arrays: dict, records: dict | None = None):
         """Write one block of every output: ``arrays`` maps (name, seqNum) to arrays, and
         ``records`` to the summaries the workers made of them (None: none made)."""
+        self.midBlock = True
         for key, arr in arrays.items():
             self.writeFileBlock(key, blockDefn, arr, None if records is None else records[key])
+        self.midBlock = False
+        self.blocksWritten += 1
+        if self.journal is not None and blockDefn.left + blockDefn.ncols >= self.ncols:
+            self.journal.rowDone(list(self.files.values()), self.blocksWritten)
 
     def writeFileBlock(self, key, blockDefn, arr, record=None):
         """Write one block of one output (each output may be written by its own thread)."""
@@ -570,16 +665,36 @@ class OutputWriter:
 
 
     def close(self):
-        """Close every output, in outfiles order."""
+        """Close every output, in outfiles order (and a resumable run's journals go)."""
         for outfile in self.files.values():
             outfile.close()
+        if self.journal is not None:
+            Journal.remove(outfile.filename for outfile in self.files.values())
 
     def discard(self, failure: BaseException | None = None):
-        """Drop every output this run created (after ``failure``)."""
+        """Drop every output this run created (after ``failure``); a resumable run's are
+        kept, with their journals, for the run that resumes them."""
         if failure is not None:
             releaseFrames(failure)
+        if self.journal is not None:
+            self._setAside()
+            return
         for outfile in self.files.values():
             outfile.discard()
+
+    def _setAside(self):
+        """Keep a resumable run's outputs, with journals naming every block written (unless
+        the run stopped part way through writing a block: then the last commit stands)."""
+        files = [f for f in self.files.values() if f.ds is not None]
+        if files and not self.midBlock:
+            with contextlib.suppress(Exception):  # the failure that got us here is the news
+                self.journal.commit(files, self.blocksWritten)
+        for outfile in self.files.values():
+            outfile.setAside()
+
+    @property
+    def resumable(self) -> bool:
+        return self.journal is not None
 
 
 def releaseFrames(failure: BaseException):

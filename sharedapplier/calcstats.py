@@ -831,8 +831,9 @@ class SinglePassManager:
         return bool(self._wanted(name, self.HISTOGRAM) and intDtype
                     and not self.approxOK[name])
 
-    def initFor(self, ds, name, seqNum, arr):
-        """First-block set-up of one output file: dtype, accumulators, empty overviews."""
+    def initFor(self, ds, name, seqNum, arr, overviewsExist=False):
+        """First-block set-up of one output file: dtype, accumulators, empty overviews
+        (unless it has them already: a resumed run's)."""
         self.arrDtype[name] = numpy.dtype(arr.dtype)
         self._blockActions.pop(name, None)
         doStats = self.doSinglePassStatistics(name)
@@ -842,7 +843,8 @@ class SinglePassManager:
             self.accumulators[(name, seqNum)] = [
                 SinglePassAccumulator(doStats, doHist, arr.dtype, nullval, self.thematic[name])
                 for _ in range(ds.RasterCount)]
-        if self.doSinglePassPyramids(name) and self.overviewLevels[name]:
+        if self.doSinglePassPyramids(name) and self.overviewLevels[name] and \
+                not overviewsExist:
             # every overview pixel is written later, block by block: "NONE" only makes the
             # levels (sampling the still empty file would cost 0.1 ms per block of a run)
             ds.BuildOverviews(EMPTY_OVERVIEWS_RESAMPLING, self.overviewLevels[name])

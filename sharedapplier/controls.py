@@ -89,6 +89,7 @@ _OPTIONS: dict[str, Any] = {
     "approxStats": False,
     "layerselection": None,
     "jobName": None,
+    "resumable": False,
     "callBeforeClose": None,
     "burnvalue": 1,
     "burnattribute": None,
@@ -168,6 +169,12 @@ class ApplierControls:
 
     def setJobName(self, jobName: str) -> None:
         self.jobName = jobName
+
+    def setResumable(self, resumable: bool) -> None:
+        """Keep a journal beside each output so that running the same script again, after
+        the run was killed or hit a time limit, goes on where it stopped (see
+        :mod:`sharedapplier.journal`). Off by default: RIOS has nothing like it."""
+        self.resumable = bool(resumable)
 
     def setAllowOverviewsGdalwarp(self, allowOverviewsGdalwarp: bool) -> None:
         self.allowOverviewsGdalwarp = allowOverviewsGdalwarp

@@ -763,13 +763,17 @@ def _channelAddress(hostname, portnum, authkey):
 
 
 class ApplierReturn:
-    """What apply() returns: timings, otherArgsList, workinggrid, singlePassMgr."""
+    """What apply() returns: timings, otherArgsList, workinggrid, singlePassMgr, and
+    ``resumedFrom``: how many blocks (the first ones, in row order) an earlier run of a
+    resumable job had written; this run computed the others, and its otherArgs copies saw
+    only those."""
 
     def __init__(self):
         self.timings = None
         self.otherArgsList = None
         self.workinggrid = None
         self.singlePassMgr = None
+        self.resumedFrom = 0
 
 
 def _check(condition, message):

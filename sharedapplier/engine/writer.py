@@ -95,8 +95,10 @@ class OrderedWriter:
         self.written = 0
         self.layouts = None
         self.ready = None
+        # a resumable run's journal is written when every file has a row: by one thread
         self.fileThreads = (FileThreads(outputWriter, board)
-                            if len(outputWriter.files) > 1 else None)
+                            if len(outputWriter.files) > 1 and not outputWriter.resumable
+                            else None)
         board.setWakeAt(max(1, board.nslots // 2))
 
     def setLayouts(self, layouts) -> OutputsReady:

@@ -1,0 +1,189 @@
+"""Resumable runs: what has been written of each output, so that a later run can go on.
+
+With ``controls.setResumable(True)`` every output gets a journal beside it
+(``<output>.sa-journal``): a fingerprint of the run (inputs, pixel grid, blocks, outputs
+and their options, the user function's code), how many blocks, in block order, are in the
+file, and the single-pass accumulators (statistics, histogram counts) as they stood then.
+The journals are brought up to date together when a row of blocks is complete and
+JOURNAL_SECONDS have passed since they last were, and when the run is interrupted (SIGTERM,
+a batch time limit, Ctrl-C, an error) between two blocks: each time after every file
+(pixels, overviews, the file's own directory) has been closed and opened again, the one
+way GDAL puts a GTiff or HFA on disk as a file it can read back.
+
+Running the same script again goes on from the last row the journals name: it opens the
+outputs for update, restores the accumulators and computes only the blocks after it, so the
+finished outputs are the image an uninterrupted run writes. If any part of the fingerprint
+differs, or a journal is missing, the run says so and starts again; it never mixes two
+different runs. A run that ends well removes its journals.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import sys
+import time
+from dataclasses import dataclass
+
+JOURNAL_SUFFIX = ".sa-journal"
+# How often, at most, the journals are brought up to date as rows complete: each time costs
+# a close and an open of every output. $SHAREDAPPLIER_JOURNAL_SECONDS overrides it.
+JOURNAL_SECONDS = 5.0
+JOURNAL_SECONDS_ENV = "SHAREDAPPLIER_JOURNAL_SECONDS"
+
+
+def journalPath(filename: str) -> str:
+    return filename + JOURNAL_SUFFIX
+
+
+def _digest(*parts) -> str:
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+
+def _codeOf(function) -> tuple | None:
+    code = getattr(function, "__code__", None)
+    if code is None:
+        return None
+    return (code.co_code, repr(code.co_consts), code.co_names, function.__qualname__)
+
+
+def _functionCode(function) -> tuple:
+    """The user function's code; for a callable object (``calc``'s), its class's
+    ``__call__`` and its attributes."""
+    code = _codeOf(function)
+    if code is not None:
+        return code
+    return (type(function).__qualname__, _codeOf(type(function).__call__),
+            repr(sorted(getattr(function, "__dict__", {}).items())))
+
+
+def _fileState(filename: str) -> tuple:
+    try:
+        st = os.stat(filename)
+    except OSError:
+        return (filename, None)
+    return (os.path.realpath(filename), st.st_size, st.st_mtime_ns)
+
+
+def runFingerprint(userFunction, infiles, outfiles, workinggrid, controls) -> dict:
+    """What a run is, part by part (name -> digest): a journal of another run is not used."""
+    options = ("drivername", "creationoptions", "calcStats", "omitPyramids",
+               "omitBasicStats", "omitHistogram", "overviewLevels", "overviewMinDim",
+               "overviewAggType", "statsIgnore", "thematic", "approxStats",
+               "singlePassPyramids", "singlePassBasicStats", "singlePassHistogram")
+    outputs = [(name, seqNum, os.path.realpath(filename),
+                [repr(controls.getOptionForImagename(o, name)) for o in options])
+               for name, seqNum, filename in outfiles]
+    return {
+        "inputs": _digest([(name, seqNum, _fileState(f)) for name, seqNum, f in infiles]),
+        "pixel grid": _digest(workinggrid.makeGeoTransform(), workinggrid.getDimensions(),
+                              workinggrid.projection),
+        "blocks": _digest(controls.windowxsize, controls.windowysize, controls.overlap),
+        "outputs": _digest(outputs),
+        "user function": _digest(_functionCode(userFunction)),
+    }
+
+
+@dataclass
+class JournalEntry:
+    """What one output's journal holds."""
+
+    fingerprint: dict
+    blocksDone: int
+    nbands: int
+    dtype: str
+    accumulators: list | None
+
+
+@dataclass(frozen=True)
+class Resumption:
+    """Where a resumed run starts: the blocks already written, each output's entry."""
+
+    blocksDone: int
+    entries: dict
+
+
+def findResumption(outfiles, fingerprint: dict, out=sys.stderr) -> Resumption | None:
+    """The run to go on from, if every output has a journal of this very run; otherwise
+    None, saying why when there were journals."""
+    entries, missing = {}, []
+    for name, seqNum, filename in outfiles:
+        entry = _load(journalPath(filename))
+        if entry is None or not os.path.exists(filename):
+            missing.append(filename)
+        else:
+            entries[(name, seqNum)] = entry
+    if not entries:
+        return None
+    if missing:
+        return _startAgain(f"no journal of output(s) {', '.join(missing)}", out)
+    for entry in entries.values():
+        differs = [part for part, digest in fingerprint.items()
+                   if entry.fingerprint.get(part) != digest]
+        if differs:
+            return _startAgain(f"its {', '.join(differs)} differ from this run's", out)
+    done = {entry.blocksDone for entry in entries.values()}
+    if len(done) != 1:
+        return _startAgain("its outputs' journals name different blocks", out)
+    return Resumption(done.pop(), entries)
+
+
+def _startAgain(why: str, out) -> None:
+    print(f"sharedapplier: an earlier run of these outputs cannot be resumed ({why}); "
+          "starting again", file=out)
+    return None
+
+
+def _load(path: str) -> JournalEntry | None:
+    try:
+        with open(path, "rb") as f:
+            entry = pickle.load(f)
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ValueError):
+        return None
+    return entry if isinstance(entry, JournalEntry) else None
+
+
+class Journal:
+    """The journals of one resumable run's outputs (see the module docstring)."""
+
+    def __init__(self, fingerprint: dict, nblocks: int):
+        self.fingerprint = fingerprint
+        self.nblocks = nblocks
+        self.interval = float(os.environ.get(JOURNAL_SECONDS_ENV, JOURNAL_SECONDS))
+        self.lastCommit = None
+
+    def rowDone(self, files, blocksDone: int) -> None:
+        """A row of blocks is complete: commit, if the last commit is old enough."""
+        now = time.monotonic()
+        if self.lastCommit is None or now - self.lastCommit >= self.interval:
+            self.commit(files, blocksDone)
+            self.lastCommit = now
+
+    def commit(self, files, blocksDone: int) -> None:
+        """Every file is put on disk, then its journal names ``blocksDone`` blocks. The last
+        block is never committed: a resumed run always has blocks to write, and closes the
+        outputs itself."""
+        if blocksDone >= self.nblocks:
+            return
+        for outfile in files:
+            outfile.flushToFile()
+        for outfile in files:
+            nbands, dtype, accumulators = outfile.journalState()
+            self._write(outfile.filename, JournalEntry(self.fingerprint, blocksDone, nbands,
+                                                       dtype, accumulators))
+
+    @staticmethod
+    def _write(filename: str, entry: JournalEntry) -> None:
+        path = journalPath(filename)
+        partial = path + ".tmp"
+        with open(partial, "wb") as f:
+            pickle.dump(entry, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(partial, path)
+
+    @staticmethod
+    def remove(filenames) -> None:
+        """The run has ended well (or starts again): its journals go."""
+        for filename in filenames:
+            for path in (journalPath(filename), journalPath(filename) + ".tmp"):
+                if os.path.exists(path):
+                    os.remove(path)
