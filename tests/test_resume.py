@@ -14,6 +14,7 @@ import pytest
 from conftest import assertSameAsGdalSees, whatGdalSees, write_raster
 
 from sharedapplier import journal
+from sharedapplier.cmdline import main as cmdmain
 
 NBLOCKS = 6 * 5  # 320 x 384 pixels in blocks of 64
 
@@ -122,6 +123,8 @@ def test_an_interrupted_run_resumes_to_the_same_outputs(scene, tmp_path, style, 
     assert 12 <= committed < NBLOCKS
     if signum == signal.SIGKILL:
         assert committed % 6 == 0  # rows as they complete; SIGTERM commits what was written
+    assert cmdmain.main(["cleanup"]) == 0  # leaves a resumable run's outputs alone
+    assert (folder / "out.tif").exists() and (folder / "out.img").exists()
     resumedFrom, blocks, err = finished(runScript(script(scene, folder, style), folder))
     assert resumedFrom == committed and blocks == NBLOCKS - committed
     assert f"resuming: {committed} of {NBLOCKS} blocks" in err
