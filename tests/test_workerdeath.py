@@ -10,7 +10,12 @@ from conftest import assertSameAsGdalSees, read_raster, whatGdalSees, write_rast
 
 from sharedapplier import applier, rioserrors
 from sharedapplier.engine import recovery
-from sharedapplier.structures import CW_PROCESSES, ConcurrencyStyle, FilenameAssociations
+from sharedapplier.structures import (
+    CW_PROCESSES,
+    CW_SUBPROC,
+    ConcurrencyStyle,
+    FilenameAssociations,
+)
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +99,48 @@ def test_workers_that_do_not_read_are_not_replaced(scene, tmp_path, no_shm_leak)
         run(tmp_path, infile, KillOnce(markers, (2, 1), 1), "readers",
             computeWorkersRead=False, numReadWorkers=1)
     assert "ApplierBlockDefn(64, 128, 64, 64)" in str(e.value)
+
+
+def test_a_killed_subprocess_worker_is_replaced_by_its_launcher(scene, tmp_path, capfd,
+                                                                no_shm_leak):
+    """A remote worker (here CW_SUBPROC's) whose job died is started again by the
+    launcher, and its proxy serves the new one."""
+    arr, infile = scene
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    controls = applier.ApplierControls()
+    controls.setWindowSize(64, 64)
+    controls.setTempdir(str(tmp_path))
+    controls.setConcurrencyStyle(ConcurrencyStyle(computeWorkerKind=CW_SUBPROC,
+                                                  numComputeWorkers=2, computeWorkersRead=True))
+    infiles, outfiles = FilenameAssociations(), FilenameAssociations()
+    infiles.a, outfiles.out = infile, str(tmp_path / "remote.tif")
+    rtn = applier.apply(KillOnce(markers, (2, 1), 1), infiles, outfiles, applier.OtherInputs(),
+                        controls=controls)
+    np.testing.assert_array_equal(read_raster(outfiles.out)[0], arr[0] + 1)
+    err = capfd.readouterr().err
+    assert "ApplierBlockDefn(64, 128, 64, 64) will be computed again" in err
+    assert "a new compute worker" in err
+    assert len(rtn.otherArgsList) == 2
+    assert not list(tmp_path.glob("sharedapplier_run_*"))
+
+
+def test_a_block_that_kills_every_subprocess_worker_stops_the_run(scene, tmp_path,
+                                                                  no_shm_leak):
+    _, infile = scene
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    controls = applier.ApplierControls()
+    controls.setWindowSize(64, 64)
+    controls.setTempdir(str(tmp_path))
+    controls.setConcurrencyStyle(ConcurrencyStyle(computeWorkerKind=CW_SUBPROC,
+                                                  numComputeWorkers=2, computeWorkersRead=True))
+    infiles, outfiles = FilenameAssociations(), FilenameAssociations()
+    infiles.a, outfiles.out = infile, str(tmp_path / "deadly.tif")
+    with pytest.raises(rioserrors.WorkerExceptionError) as e:
+        applier.apply(KillOnce(markers, (1, 3), 100), infiles, outfiles,
+                      applier.OtherInputs(), controls=controls)
+    assert f"killed {recovery.MAX_WORKERS_KILLED_BY_BLOCK} compute workers" in str(e.value)
+    assert "ApplierBlockDefn(192, 64, 64, 64)" in str(e.value)
+    assert len(os.listdir(markers)) == recovery.MAX_WORKERS_KILLED_BY_BLOCK
+    assert not list(tmp_path.glob("sharedapplier_run_*"))

@@ -4,7 +4,8 @@ A compute process can die without a word (the out-of-memory killer, a SIGKILL, a
 native code). When workers read their own blocks, what it was doing is all in the slots it
 was filling: the main process puts those blocks back on the board (``REDO``: read and
 computed again, by whichever worker claims a slot next), starts a new worker under the same
-number, and the run goes on. A block that has killed MAX_WORKERS_KILLED_BY_BLOCK workers is
+number, and the run goes on. A remote worker's proxy does the same when its launcher can
+submit the worker's job again (:class:`~.remote.proxy.Replacement`). A block that has killed MAX_WORKERS_KILLED_BY_BLOCK workers is
 taken to be the cause, and the run stops with an error naming it and how each worker died
 (as dask's ``allowed-failures``).
 
@@ -15,6 +16,7 @@ otherArgs, so the blocks the dead worker finished before dying are not in any co
 from __future__ import annotations
 
 import sys
+import threading
 from collections import defaultdict
 
 from .. import rioserrors
@@ -27,8 +29,37 @@ MAX_WORKERS_KILLED_BY_BLOCK = 3
 LOCK_SECONDS = 5.0
 
 
+class BlockStrikes:
+    """How many workers each block has killed (counted from any thread)."""
+
+    def __init__(self, job):
+        self.job = job
+        self.lock = threading.Lock()
+        self.killedBy: dict[int, list[str]] = defaultdict(list)
+
+    def count(self, blocks, death: str) -> None:
+        """``death`` befell the worker of ``blocks``; raise when one has killed too many."""
+        with self.lock:
+            for block in blocks:
+                deaths = self.killedBy[block]
+                deaths.append(death)
+                if len(deaths) >= MAX_WORKERS_KILLED_BY_BLOCK:
+                    raise rioserrors.WorkerExceptionError(
+                        f"block {self.job.blockList[block]!r} killed {len(deaths)} compute "
+                        "workers, one after another, and is taken to be the cause: "
+                        + "; ".join(deaths))
+
+
+def warnReplaced(job, workerID: int, death: str, blocks) -> None:
+    again = ", ".join(repr(job.blockList[b]) for b in blocks) or "no block"
+    print(f"sharedapplier: warning: {death}; {again} will be computed again, and a new "
+          f"compute worker {workerID} has started. Its otherArgs copy starts afresh: the "
+          "blocks the dead worker finished are in no copy of otherArgsList", file=sys.stderr)
+
+
 class WorkerDeaths:
-    """Replaces dead compute workers while the blocks they held have not killed too many."""
+    """Replaces dead compute processes while the blocks they held have not killed too
+    many (remote workers are replaced by their proxies, :mod:`.remote.proxy`)."""
 
     def __init__(self, job, board: SlotBoard, workers, inbox: Inbox, timings):
         self.job = job
@@ -36,7 +67,7 @@ class WorkerDeaths:
         self.workers = workers
         self.inbox = inbox
         self.timings = timings
-        self.killedBy: dict[int, list[str]] = defaultdict(list)
+        self.strikes = BlockStrikes(job)
 
     def canRecover(self) -> bool:
         return getattr(self.workers, "canReplace", lambda: False)()
@@ -49,22 +80,8 @@ class WorkerDeaths:
         if blocks is None:
             raise rioserrors.WorkerExceptionError(
                 f"{death} while holding the lock of the slot table; the run cannot go on")
-        for block in blocks:
-            self.killedBy[block].append(death)
-            self._stopIfDeadly(block)
+        self.strikes.count(blocks, death)
         with self.timings.interval("restartworker"):
             conn = self.workers.replace(workerID)
         self.inbox.replaceWorkerPipe(workerID, conn)
-        again = ", ".join(repr(self.job.blockList[b]) for b in blocks) or "no block"
-        print(f"sharedapplier: warning: {death}; {again} will be computed again, and a new "
-              f"compute worker {workerID} has started. Its otherArgs copy starts afresh: "
-              "the blocks the dead worker finished are in no copy of otherArgsList",
-              file=sys.stderr)
-
-    def _stopIfDeadly(self, block: int) -> None:
-        deaths = self.killedBy[block]
-        if len(deaths) < MAX_WORKERS_KILLED_BY_BLOCK:
-            return
-        raise rioserrors.WorkerExceptionError(
-            f"block {self.job.blockList[block]!r} killed {len(deaths)} compute workers, one "
-            "after another, and is taken to be the cause: " + "; ".join(deaths))
+        warnReplaced(self.job, workerID, death, blocks)

@@ -257,7 +257,35 @@ class SlotTable:
         return None
 
 
-class SlotBoard(SlotTable):
+class BoardRepairs:
+    """What the main process asks of, and does to, a :class:`SlotBoard` when a party has
+    failed or died (part of SlotBoard, kept apart from the parties' transitions)."""
+
+    def holderOf(self, party: Party) -> int | None:
+        """The block ``party`` is reading or computing, if any."""
+        with self.signals.lock:
+            return self._heldBy(party)
+
+    def reclaimFrom(self, party: Party, lockTimeout: float) -> list[int] | None:
+        """(The main process) ``party`` died: every block it was reading and computing goes
+        back on the board, to be read and computed again; those blocks. None when the lock
+        stays held (``party`` died holding it, and nobody can move a slot any more)."""
+        if not self.signals.lock.acquire(timeout=lockTimeout):
+            return None
+        try:
+            held = [slot for slot in range(self.nslots) if self.slotHolder(slot) == party
+                    and self.slotState(slot) == FILLING]
+            for slot in held:
+                self._setSlot(slot, REDO)
+                self.header[slot * SLOT_COLUMNS + STARTED] = 0
+        finally:
+            self.signals.lock.release()
+        for _ in held:
+            self.signals.free.release()
+        return [self.slotBlock(slot) for slot in held]
+
+
+class SlotBoard(SlotTable, BoardRepairs):
     """The slot table of one run with the semaphores over it: the only code that moves a
     slot on, and every wait for one."""
 
@@ -404,27 +432,3 @@ class SlotBoard(SlotTable):
         while rang and self.signals.doorbell.acquire(False):
             pass
         return rang
-
-    # --- what the main process asks when something went wrong ------------------------
-    def holderOf(self, party: Party) -> int | None:
-        """The block ``party`` is reading or computing, if any."""
-        with self.signals.lock:
-            return self._heldBy(party)
-
-    def reclaimFrom(self, party: Party, lockTimeout: float) -> list[int] | None:
-        """(The main process) ``party`` died: every block it was reading and computing goes
-        back on the board, to be read and computed again; those blocks. None when the lock
-        stays held (``party`` died holding it, and nobody can move a slot any more)."""
-        if not self.signals.lock.acquire(timeout=lockTimeout):
-            return None
-        try:
-            held = [slot for slot in range(self.nslots) if self.slotHolder(slot) == party
-                    and self.slotState(slot) == FILLING]
-            for slot in held:
-                self._setSlot(slot, REDO)
-                self.header[slot * SLOT_COLUMNS + STARTED] = 0
-        finally:
-            self.signals.lock.release()
-        for _ in held:
-            self.signals.free.release()
-        return [self.slotBlock(slot) for slot in held]

@@ -197,6 +197,13 @@ class Launcher(ABC):
                 self._descriptions[workerID] = replace(current, host=host)
 
     # --- optional -------------------------------------------------------------------
+    #: can :meth:`resubmit` start another job for a worker whose job died during the run?
+    canResubmit = False
+
+    def resubmit(self, workerID: int, command: WorkerCommand) -> None:
+        """Start another job for ``workerID``, whose job has ended (see canResubmit)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot resubmit a worker")
+
     #: the interface the channel listens on by default: None is the one the channel's host
     #: name names (``engine.remote.channel.interfaceFor``), "" every interface
     defaultInterface: str | None = None

@@ -39,6 +39,11 @@ class SubprocLauncher(Launcher):
             self.procs[workerID] = proc
             self.record(self._describe(workerID, proc))
 
+    canResubmit = True
+
+    def resubmit(self, workerID: int, command: WorkerCommand) -> None:
+        self.submit([workerID], command)
+
     def query(self) -> dict[int, WorkerDescription]:
         return {i: self._describe(i, proc) for i, proc in self.procs.items()}
 

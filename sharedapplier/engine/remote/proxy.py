@@ -34,7 +34,7 @@ from ... import rioserrors
 from ...launchers.base import DEFAULT_PORT_RANGE, WorkerCommand
 from ...structures import Timers, WorkerErrorRecord
 from .. import messages as msg
-from .. import slots
+from .. import recovery, slots
 from ..computeworkers import PipeToMain, slotSink
 from ..slots import Party, Role, SlotBoard
 from ..stages import ClaimedBlock, SlotSource, WorkerLoop, WorkerState
@@ -124,23 +124,50 @@ class WorkerProxy:
         self.loop: WorkerLoop | None = None
         self.finishedCleanly = False
 
-    def serve(self, conn) -> None:
-        """Drive the worker on ``conn`` (None: it never came) until no blocks are left."""
+    def serve(self, conn, replacement=None) -> None:
+        """Drive the worker on ``conn`` (None: it never came) until no blocks are left;
+        ``replacement`` (a :class:`Replacement`) starts another when the worker dies."""
         if conn is None:
             self.pipe.send(msg.WorkerFinished(self.workerID, Timers(), cloudpickle.dumps(None)))
             return
+        while conn is not None:
+            conn = self._serveOnce(conn, replacement)
+
+    def _serveOnce(self, conn, replacement):
+        """Serve one worker's connection; the next worker's, when this one died and
+        another took its place."""
         link = RemoteLink(conn, self.workerID, self.board.signals.stop,
                           self.settings.heartbeatTimeout, self.reports, self._blockInHand)
         try:
             self._serveLink(link)
         except (slots.StopRequested, slots.PeerGone):
-            return
+            pass
         except RemoteFailure as e:
             self.pipe.send(msg.WorkerFailed(e.record))
+        except WorkerLost as e:
+            return self._replace(e, replacement)
         except Exception as e:
             self.pipe.send(msg.WorkerFailed(self.errorRecord(e)))
         finally:
             conn.close()
+        return None
+
+    def _replace(self, lost: WorkerLost, replacement):
+        """The connection of a worker started in place of the lost one (whose blocks go
+        back on the board), or None after reporting why there is none."""
+        try:
+            if replacement is None or not replacement.possible(self.workerID):
+                raise lost
+            blocks = self.board.reclaimFrom(Party(Role.COMPUTE, self.workerID),
+                                            recovery.LOCK_SECONDS)
+            if blocks is None:
+                raise lost
+            replacement.strikes.count(blocks, str(lost).splitlines()[0])
+            self.loop = None
+            return replacement.start(self.workerID, blocks, str(lost).splitlines()[0])
+        except Exception as e:
+            self.pipe.send(msg.WorkerFailed(self.errorRecord(e)))
+            return None
 
     def _serveLink(self, link: RemoteLink) -> None:
         link.send(msg.JobForWorker(self.settings.jobBytes, self.settings.reads,
@@ -196,6 +223,7 @@ class RemoteWorkers:
             cloudpickle.dumps(job), reads, 1 if style.singleBlockComputeWorkers else None,
             float(self.extra.get("heartbeatTimeout", DEFAULT_HEARTBEAT_TIMEOUT)))
         self.connected = threading.Event()
+        self.replacement = Replacement(self, reads)
         self.channel = None
         self.conns, self.proxies, self.threads = [], [], []
         for i in range(count):
@@ -216,7 +244,8 @@ class RemoteWorkers:
         self.channel = WorkerChannel(
             hostname=hostname, interface=interface,
             portRange=tuple(self.extra.get("channelPortRange", DEFAULT_PORT_RANGE)))
-        self.launcher.submit(list(range(len(self.conns))), self._workerCommand())
+        self.command = self._workerCommand()
+        self.launcher.submit(list(range(len(self.conns))), self.command)
         self.startTime = time.monotonic()
         for thread in self.threads:
             thread.start()
@@ -281,17 +310,19 @@ class RemoteWorkers:
     def _serve(self, i):
         proxy = self.proxies[i]
         try:
-            conn = self._awaitConnection(i)
+            conn = self.awaitConnection(i)
         except (slots.StopRequested, slots.PeerGone):
             return
         except Exception as e:
             proxy.pipe.send(msg.WorkerFailed(proxy.errorRecord(e)))
             return
-        proxy.serve(conn)
+        proxy.serve(conn, self.replacement)
 
-    def _awaitConnection(self, i):
-        """The worker's connection; None if others started and this one never came."""
+    def awaitConnection(self, i, since: float | None = None):
+        """The worker's connection; None if others started and this one never came
+        within computeBarrierTimeout of ``since`` (the run's start)."""
         timeout = self.job.concurrency.computeBarrierTimeout
+        start = self.startTime if since is None else since
         while True:
             link = self.channel.awaitWorker(i, timeout=slots.POLL_SECONDS)
             if link is not None:
@@ -300,8 +331,8 @@ class RemoteWorkers:
                 return link[0]
             if self.board.stopping:
                 raise slots.StopRequested()
-            self._checkStillComing(i, time.monotonic() - self.startTime, timeout)
-            if timeout is not None and time.monotonic() - self.startTime > timeout:
+            self._checkStillComing(i, time.monotonic() - start, timeout)
+            if timeout is not None and time.monotonic() - start > timeout:
                 return None
 
     def _checkStillComing(self, i, waited, timeout):
@@ -322,6 +353,33 @@ class RemoteWorkers:
         print(f"sharedapplier: warning: compute worker {i} ({desc.identity()}) has not "
               f"started after {timeout} s ({desc.status()}); carrying on with the workers "
               "that did", file=sys.stderr)
+
+
+class Replacement:
+    """Starts another remote worker in place of one whose job died, where the launcher can
+    (``Launcher.canResubmit``) and workers read their own blocks (so that the dead one's
+    blocks are in slots it was filling), for the proxies of one run."""
+
+    def __init__(self, workers: RemoteWorkers, reads: bool):
+        self.workers = workers
+        self.reads = reads
+        self.strikes = recovery.BlockStrikes(workers.job)
+
+    def possible(self, workerID: int) -> bool:
+        launcher = self.workers.launcher
+        return (self.reads and launcher.canResubmit and not self.workers.board.stopping
+                and launcher.describe(workerID).finished)
+
+    def start(self, workerID: int, blocks, death: str):
+        """Resubmit the worker and wait for it; its connection."""
+        self.workers.launcher.resubmit(workerID, self.workers.command)
+        conn = self.workers.awaitConnection(workerID, since=time.monotonic())
+        if conn is None:
+            raise rioserrors.TimeoutError(
+                f"the compute worker started in place of worker {workerID} ({death}) did not "
+                "connect within computeBarrierTimeout")
+        recovery.warnReplaced(self.workers.job, workerID, death, blocks)
+        return conn
 
 
 def makeRunDirectory(tempdir: str) -> Path:
