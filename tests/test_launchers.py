@@ -551,3 +551,27 @@ def test_remote_outputs_are_held_to_the_first_blocks_layout(scene, tmp_path, no_
                       controls=makeControls(tmp_path, CW_SUBPROC, {}, workers=1))
     assert "has 1 bands in this block but 2 in its first block" in str(info.value)
     assertNothingLeft(tmp_path)
+
+
+def killOnceOnBlock(info, inputs, outputs, otherArgs):
+    """SIGKILL the worker on block (1, 0) the first time only (a marker file says)."""
+    marker = os.path.join(otherArgs.folder, "killed")
+    if info.getBlockCount() == (1, 0) and not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    outputs.out = inputs.a
+
+
+def test_a_slurm_task_that_died_is_submitted_again(request, scene, tmp_path, capfd,
+                                                   no_shm_leak):
+    kind, extra = backendStyle(request, "slurm", tmp_path)
+    other = OtherInputs()
+    other.folder = str(tmp_path)
+    out = tmp_path / "o.tif"
+    applier.apply(killOnceOnBlock, files(a=scene["path"]), files(out=out), other,
+                  controls=makeControls(tmp_path, kind, extra, computeWorkersRead=True))
+    np.testing.assert_array_equal(read_raster(out), scene["array"])
+    err = capfd.readouterr().err
+    assert "SLURM job" in err and "will be computed again" in err
+    assertNothingLeft(tmp_path)
+    assertNoJobsLeft("slurm", request)

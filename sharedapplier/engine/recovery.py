@@ -5,7 +5,7 @@ native code). When workers read their own blocks, what it was doing is all in th
 was filling: the main process puts those blocks back on the board (``REDO``: read and
 computed again, by whichever worker claims a slot next), starts a new worker under the same
 number, and the run goes on. A remote worker's proxy does the same when its launcher can
-submit the worker's job again (:class:`~.remote.proxy.Replacement`). A block that has killed MAX_WORKERS_KILLED_BY_BLOCK workers is
+submit the worker's job again (:class:`~.remote.proxy.Replacement`: CW_SUBPROC, CW_SLURM). A block that has killed MAX_WORKERS_KILLED_BY_BLOCK workers is
 taken to be the cause, and the run stops with an error naming it and how each worker died
 (as dask's ``allowed-failures``).
 
@@ -38,7 +38,9 @@ class BlockStrikes:
         self.killedBy: dict[int, list[str]] = defaultdict(list)
 
     def count(self, blocks, death: str) -> None:
-        """``death`` befell the worker of ``blocks``; raise when one has killed too many."""
+        """``death`` (its first line says how the worker died; the rest, such as its log's
+        last lines, is quoted for the last one) befell the worker of ``blocks``; raise when
+        one of them has killed too many."""
         with self.lock:
             for block in blocks:
                 deaths = self.killedBy[block]
@@ -47,7 +49,8 @@ class BlockStrikes:
                     raise rioserrors.WorkerExceptionError(
                         f"block {self.job.blockList[block]!r} killed {len(deaths)} compute "
                         "workers, one after another, and is taken to be the cause: "
-                        + "; ".join(deaths))
+                        + "; ".join(d.splitlines()[0] for d in deaths)
+                        + "".join("\n" + line for line in death.splitlines()[1:]))
 
 
 def warnReplaced(job, workerID: int, death: str, blocks) -> None:

@@ -1,4 +1,9 @@
-"""CW_SLURM: compute workers as one SLURM array job (one array task per worker)."""
+"""CW_SLURM: compute workers as one SLURM array job (one array task per worker).
+
+A worker whose task died is submitted again as a one-task array of the same script
+(``sbatch --array=N``), so that it keeps its number; each worker is described from the
+latest job that ran it.
+"""
 from __future__ import annotations
 
 import re
@@ -22,10 +27,14 @@ class SlurmLauncher(Launcher):
     arrayIndexVariables = ("SLURM_ARRAY_TASK_ID",)
     jobIdVariables = ("SLURM_JOB_ID",)
 
+    canResubmit = True
+
     def __init__(self, extraParams, rundir, jobName):
         super().__init__(extraParams, rundir, jobName)
         self.jobID = None
         self.workerIDs: list[int] = []
+        self.jobOf: dict[int, str] = {}  # worker -> the latest job that runs it
+        self.script = None
 
     def checkAvailable(self) -> None:
         try:
@@ -40,21 +49,37 @@ class SlurmLauncher(Launcher):
         header = [f"#SBATCH --array=0-{len(workerIDs) - 1}", f"#SBATCH -o {log}",
                   f"#SBATCH -e {log}", f"#SBATCH -J {name}",
                   *optionLines("#SBATCH", self.extraParams.get("sbatchOptions"))]
-        script = writeJobScript(self.rundir / "slurm_job.sh", header, command.argv(),
-                                self.extraParams)
-        result = runCommand(["sbatch", "--parsable", str(script)], "CW_SLURM")
+        self.script = writeJobScript(self.rundir / "slurm_job.sh", header, command.argv(),
+                                     self.extraParams)
+        self.jobID = self._sbatch([str(self.script)])
+        for i in self.workerIDs:
+            self.jobOf[i] = self.jobID
+            self.record(self._pending(i, "PENDING"))
+
+    def resubmit(self, workerID: int, command: WorkerCommand) -> None:
+        task = self.workerIDs.index(workerID)
+        self.jobOf[workerID] = self._sbatch([f"--array={task}", "--open-mode=append",
+                                             str(self.script)])
+        self.record(self._pending(workerID, "PENDING"))
+
+    @staticmethod
+    def _sbatch(args) -> str:
+        result = runCommand(["sbatch", "--parsable", *args], "CW_SLURM")
         match = re.match(r"\s*(\d+)(;\S+)?\s*$", result.stdout)
         if match is None:
             raise rioserrors.JobMgrError(
                 f"sbatch printed no job id: {result.stdout.strip()!r} {result.stderr.strip()}")
-        self.jobID = match.group(1)
-        for i in self.workerIDs:
-            self.record(self._pending(i, "PENDING"))
+        return match.group(1)
 
     def query(self) -> dict[int, WorkerDescription]:
-        if self.jobID is None:
-            return {}
-        result = runCommand(["scontrol", "-o", "show", "job", self.jobID], "CW_SLURM",
+        found = {}
+        for jobID in sorted(set(self.jobOf.values())):
+            workers = {i for i, j in self.jobOf.items() if j == jobID}
+            found.update({i: d for i, d in self._queryJob(jobID).items() if i in workers})
+        return found
+
+    def _queryJob(self, jobID) -> dict[int, WorkerDescription]:
+        result = runCommand(["scontrol", "-o", "show", "job", jobID], "CW_SLURM",
                             check=False)
         if result.returncode != 0:
             # the job has left slurmctld's memory (MinJobAge): it ended long ago
@@ -69,8 +94,9 @@ class SlurmLauncher(Launcher):
         return found
 
     def cancel(self) -> None:
-        if self.jobID is not None:
-            runCommand(["scancel", self.jobID], "CW_SLURM", check=False)
+        jobs = sorted(set(self.jobOf.values()))
+        if jobs:
+            runCommand(["scancel", *jobs], "CW_SLURM", check=False)
 
     def _pending(self, workerID, state, finished=False):
         return WorkerDescription(workerID, self.backend, backendID=self._taskID(workerID),
@@ -78,14 +104,15 @@ class SlurmLauncher(Launcher):
                                  state=state, finished=finished)
 
     def _taskID(self, workerID):
-        return None if self.jobID is None else f"{self.jobID}_{workerID}"
+        jobID = self.jobOf.get(workerID, self.jobID)
+        return None if jobID is None else f"{jobID}_{workerID}"
 
     def _fromFields(self, workerID, task, fields):
         state = fields.get("JobState", "UNKNOWN")
         nodes = fields.get("NodeList")
         reason = fields.get("Reason")
         return WorkerDescription(
-            workerID, self.backend, backendID=f"{self.jobID}_{task}",
+            workerID, self.backend, backendID=self._taskID(workerID),
             host=None if nodes in (None, "(null)") else nodes,
             logLocation=str(self.rundir / f"worker_{task}.log"), state=state,
             exitCode=fields.get("ExitCode"),

@@ -162,7 +162,7 @@ class WorkerProxy:
                                             recovery.LOCK_SECONDS)
             if blocks is None:
                 raise lost
-            replacement.strikes.count(blocks, str(lost).splitlines()[0])
+            replacement.strikes.count(blocks, str(lost))
             self.loop = None
             return replacement.start(self.workerID, blocks, str(lost).splitlines()[0])
         except Exception as e:
