@@ -145,6 +145,7 @@ def versionText() -> str:
 
 
 def buildParser():
+    """The console script's parser, and the subcommands' own parsers by name."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="sharedapplier: RIOS-compatible raster block processing with a "
@@ -153,33 +154,8 @@ def buildParser():
                         help="print the version of sharedapplier and of the RIOS release "
                              "whose behaviour it follows, then exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    demo = sub.add_parser(
-        "demo", help="make a synthetic scene and process it with CW_PROCESSES and CW_NONE",
-        description="Generate a synthetic multi-band scene, compute NDVI and its 3x3 median "
-                    "block by block, once with CW_PROCESSES (one compute process per usable "
-                    "CPU) and once with CW_NONE, print both timing reports and check that the "
-                    "two outputs are identical.")
-    demo.add_argument("--outdir", default="demo-output",
-                      help="folder for the scene and outputs (default: ./demo-output)")
-    demo.add_argument("--size", type=int, default=3000,
-                      help="rows and columns of the square scene (default: 3000)")
-    demo.add_argument("--workers", type=int, default=None,
-                      help="compute worker processes for the CW_PROCESSES run (default: the "
-                           "CPUs this process may use)")
-
-    cleanup = sub.add_parser(
-        "cleanup", help="remove what runs that died left behind",
-        description="Remove what sharedapplier runs whose process no longer exists (killed "
-                    "with SIGKILL, say) left behind: shared-memory segments "
-                    "(/dev/shm/sa_<pid>_...), folders of temporary files, remote run "
-                    "directories (with the channel's key file and the workers' logs) and "
-                    "unfinished outputs, as each run's record "
-                    "(in $SHAREDAPPLIER_RUN_RECORDS, else ~/.local/state/sharedapplier/runs) "
-                    "lists them. What live runs and other hosts' runs made is never touched.")
-    cleanup.add_argument("--dry-run", action="store_true",
-                         help="only list what would be removed")
-
+    _addDemoParser(sub)
+    _addCleanupParser(sub)
     calcParser = sub.add_parser(
         "calc", help="compute a numpy expression over rasters, block by block (like "
         "gdal_calc.py)", description=calccmd.DESCRIPTION, epilog=calccmd.epilog(),
@@ -202,6 +178,36 @@ def buildParser():
     bench = sub.add_parser("bench", help=BENCH_HELP, description=BENCH_HELP, add_help=False)
     bench.add_argument("args", nargs="*", metavar="ARG", help="arguments for perf/bench.py")
     return parser, {"calc": calcParser, "calcstats": calc, "printstats": prt, "bench": bench}
+
+
+def _addDemoParser(sub) -> None:
+    demo = sub.add_parser(
+        "demo", help="make a synthetic scene and process it with CW_PROCESSES and CW_NONE",
+        description="Generate a synthetic multi-band scene, compute NDVI and its 3x3 median "
+                    "block by block, once with CW_PROCESSES (one compute process per usable "
+                    "CPU) and once with CW_NONE, print both timing reports and check that the "
+                    "two outputs are identical.")
+    demo.add_argument("--outdir", default="demo-output",
+                      help="folder for the scene and outputs (default: ./demo-output)")
+    demo.add_argument("--size", type=int, default=3000,
+                      help="rows and columns of the square scene (default: 3000)")
+    demo.add_argument("--workers", type=int, default=None,
+                      help="compute worker processes for the CW_PROCESSES run (default: the "
+                           "CPUs this process may use)")
+
+
+def _addCleanupParser(sub) -> None:
+    cleanup = sub.add_parser(
+        "cleanup", help="remove what runs that died left behind",
+        description="Remove what sharedapplier runs whose process no longer exists (killed "
+                    "with SIGKILL, say) left behind: shared-memory segments "
+                    "(/dev/shm/sa_<pid>_...), folders of temporary files, remote run "
+                    "directories (with the channel's key file and the workers' logs) and "
+                    "unfinished outputs, as each run's record "
+                    "(in $SHAREDAPPLIER_RUN_RECORDS, else ~/.local/state/sharedapplier/runs) "
+                    "lists them. What live runs and other hosts' runs made is never touched.")
+    cleanup.add_argument("--dry-run", action="store_true",
+                         help="only list what would be removed")
 
 
 def main(argv=None) -> int:
