@@ -562,9 +562,10 @@ def killOnceOnBlock(info, inputs, outputs, otherArgs):
     outputs.out = inputs.a
 
 
-def test_a_slurm_task_that_died_is_submitted_again(request, scene, tmp_path, capfd,
-                                                   no_shm_leak):
-    kind, extra = backendStyle(request, "slurm", tmp_path)
+@pytest.mark.parametrize("name", ["slurm", "pbs_double", "torque"])
+def test_a_batch_worker_that_died_is_submitted_again(name, request, scene, tmp_path, capfd,
+                                                     no_shm_leak):
+    kind, extra = backendStyle(request, name, tmp_path)
     other = OtherInputs()
     other.folder = str(tmp_path)
     out = tmp_path / "o.tif"
@@ -572,6 +573,7 @@ def test_a_slurm_task_that_died_is_submitted_again(request, scene, tmp_path, cap
                   controls=makeControls(tmp_path, kind, extra, computeWorkersRead=True))
     np.testing.assert_array_equal(read_raster(out), scene["array"])
     err = capfd.readouterr().err
-    assert "SLURM job" in err and "will be computed again" in err
+    backendName = {"slurm": "SLURM", "pbs_double": "PBS", "torque": "PBS"}[name]
+    assert f"{backendName} job" in err and "will be computed again" in err
     assertNothingLeft(tmp_path)
-    assertNoJobsLeft("slurm", request)
+    assertNoJobsLeft(name, request)

@@ -5,7 +5,7 @@ native code). When workers read their own blocks, what it was doing is all in th
 was filling: the main process puts those blocks back on the board (``REDO``: read and
 computed again, by whichever worker claims a slot next), starts a new worker under the same
 number, and the run goes on. A remote worker's proxy does the same when its launcher can
-submit the worker's job again (:class:`~.remote.proxy.Replacement`: CW_SUBPROC, CW_SLURM). A block that has killed MAX_WORKERS_KILLED_BY_BLOCK workers is
+submit the worker's job again (:class:`~.remote.proxy.Replacement`: CW_SUBPROC, CW_SLURM, CW_PBS). A block that has killed MAX_WORKERS_KILLED_BY_BLOCK workers is
 taken to be the cause, and the run stops with an error naming it and how each worker died
 (as dask's ``allowed-failures``).
 

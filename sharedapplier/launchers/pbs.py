@@ -63,6 +63,12 @@ class PBSLauncher(Launcher):
             self.jobIDs[workerID] = match.group(1)
             self.record(self._describe(workerID, {"job_state": "Q"}))
 
+    canResubmit = True
+
+    def resubmit(self, workerID: int, command: WorkerCommand) -> None:
+        """Another job for a worker whose job died (one job per worker: a new one)."""
+        self.submit([workerID], command)
+
     def query(self) -> dict[int, WorkerDescription]:
         return {workerID: self._describe(workerID, self._status(jobID))
                 for workerID, jobID in self.jobIDs.items()}
