@@ -42,9 +42,15 @@ def _digest(*parts) -> str:
 
 def _codeOf(function) -> tuple | None:
     code = getattr(function, "__code__", None)
-    if code is None:
-        return None
-    return (code.co_code, repr(code.co_consts), code.co_names, function.__qualname__)
+    return None if code is None else (_codeParts(code), function.__qualname__)
+
+
+def _codeParts(code) -> tuple:
+    """What a code object does, the same in every process: nested code (comprehensions,
+    inner functions) by its own parts, never by its repr, which holds an address."""
+    consts = tuple(_codeParts(c) if hasattr(c, "co_code") else repr(c)
+                   for c in code.co_consts)
+    return (code.co_code, consts, code.co_names)
 
 
 def _functionCode(function) -> tuple:

@@ -159,3 +159,22 @@ def test_without_setResumable_a_killed_run_starts_again(scene, tmp_path):
     assert not list(folder.glob("*" + journal.JOURNAL_SUFFIX))
     resumedFrom, blocks, _ = finished(runScript(script(scene, folder, "none"), folder))
     assert (resumedFrom, blocks) == (0, NBLOCKS)
+
+
+def test_the_fingerprint_of_a_function_is_the_same_in_every_process(tmp_path):
+    """Nested code (a comprehension, an inner function) must not make every run look new:
+    a code object's repr holds its address."""
+    (tmp_path / "userfunc.py").write_text(textwrap.dedent("""
+        def f(info, inputs, outputs):
+            scale = [x * 2 for x in range(3)]
+            def inner(a):
+                return a + 1
+            outputs.o = inner(inputs.a) * scale[1]
+    """))
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]); import userfunc; "
+             "from sharedapplier import journal; "
+             "print(journal._digest(journal._functionCode(userfunc.f)))")
+    digests = {subprocess.run([sys.executable, "-c", probe, str(tmp_path)], text=True,
+                              capture_output=True, check=True).stdout for _ in range(2)}
+    assert len(digests) == 1
+

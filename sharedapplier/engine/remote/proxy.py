@@ -165,6 +165,8 @@ class WorkerProxy:
             replacement.strikes.count(blocks, str(lost))
             self.loop = None
             return replacement.start(self.workerID, blocks, str(lost).splitlines()[0])
+        except (slots.StopRequested, slots.PeerGone):
+            return None  # the run is stopping anyway
         except Exception as e:
             self.pipe.send(msg.WorkerFailed(self.errorRecord(e)))
             return None
