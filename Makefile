@@ -19,11 +19,12 @@ gdal:
 
 $(STAMP): pyproject.toml Makefile | gdal
 	@test -x $(VPY) || $(PY) -m venv $(VENV)
-	$(VPY) -m pip install -q --upgrade pip
-	$(VPY) -m pip install -q numpy setuptools wheel
+	@echo "setting up $(VENV): pip, numpy, GDAL's Python bindings $$(gdal-config --version), sharedapplier and its test and docs tools"
+	@$(VPY) -m pip install -q --upgrade pip
+	@$(VPY) -m pip install -q numpy "setuptools>=77" wheel
 	@$(VPY) -c "from osgeo import gdal_array" 2>/dev/null || \
 	  $(VPY) -m pip install -q --no-build-isolation "gdal[numpy]==$$(gdal-config --version)"
-	$(VPY) -m pip install -q -e ".[test,docs]"
+	@PYTHONWARNINGS=ignore $(VPY) -m pip install -q -e ".[test,docs]"
 	@touch $(STAMP)
 
 demo: setup
