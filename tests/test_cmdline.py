@@ -286,3 +286,46 @@ def test_help_console_scripts():
     for name in ("rioscalcstats", "riosprintstats"):
         done = run_script(script(name), "--help")
         assert done.returncode == 0 and f"usage: {name}" in done.stdout
+
+
+# ---------------------------------------------------------------------------------------
+# Without GDAL's Python bindings
+
+HIDE_GDAL = '''
+import sys
+class HideGdal:
+    """Stands for a Python without GDAL's bindings: 'osgeo' cannot be found."""
+    def find_spec(self, name, path=None, target=None):
+        if name == "osgeo" or name.startswith("osgeo."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+sys.meta_path.insert(0, HideGdal())
+'''
+
+
+@pytest.fixture
+def without_gdal(tmp_path):
+    """An environment whose Python cannot import osgeo (a sitecustomize hides it)."""
+    (tmp_path / "sitecustomize.py").write_text(HIDE_GDAL)
+    return dict(os.environ, PYTHONPATH=str(tmp_path))
+
+
+def test_the_console_script_without_gdal_says_how_to_get_it(without_gdal):
+    done = subprocess.run([script("sharedapplier"), "--help"], env=without_gdal,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert done.stderr.startswith("sharedapplier: error: sharedapplier needs GDAL's Python")
+    assert 'pip install "gdal[numpy]==$(gdal-config --version)"' in done.stderr
+    assert "conda env create -f environment.yml" in done.stderr
+
+
+def test_importing_without_gdal_raises_a_clear_import_error(without_gdal):
+    probe = ("try:\n import sharedapplier.applier\nexcept ImportError as e:\n"
+             " print(type(e).__name__, isinstance(e, ImportError)); print(e)")
+    done = subprocess.run([sys.executable, "-c", probe], env=without_gdal,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "GdalMissingError True"
+    assert "needs GDAL's Python bindings" in lines[1] and "conda-forge" in done.stdout
