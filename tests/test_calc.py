@@ -296,8 +296,11 @@ def test_ndvi_matches_numpy(bands, tmp_path, capsys):
     out = tmp_path / "ndvi.tif"
     assert calc("-i", f"a={redPath}", "-i", f"b={nirPath}", "-o", out, NDVI,
                 "--workers", 1) == 0
-    assert capsys.readouterr().out.startswith(f"{PROG}: wrote {out} (GTiff, 1 band(s) of "
-                                              "Float32, 300 x 200 pixels)")
+    lines = capsys.readouterr().out.splitlines()
+    # off a terminal: the progress bar's log lines (rate, time left), then the summary
+    assert lines[-2].startswith("100%") and "blocks/s" in lines[-2]
+    assert lines[-1].startswith(f"{PROG}: wrote {out} (GTiff, 1 band(s) of Float32, "
+                                "300 x 200 pixels)")
     result = read_raster(out)
     assert result.shape == (1, ROWS, COLS) and result.dtype == np.float32
     np.testing.assert_array_equal(result[0], ndvi_truth(red, nir))

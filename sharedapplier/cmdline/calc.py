@@ -427,9 +427,10 @@ def buildControls(args, settings: Settings, nodata) -> ApplierControls:
         controls.setReferenceImage(args.reference)
     if args.resample is not None:
         controls.setResampleMethod(args.resample)
-    if not args.quiet and sys.stdout.isatty():
-        from ..cuiprogress import GDALProgressBar
-        controls.setProgress(GDALProgressBar())
+    if not args.quiet:
+        # as apply's: a bar with the rate and time left on a terminal, log lines elsewhere
+        from ..cuiprogress import ProgressBar
+        controls.setProgress(ProgressBar())
     return controls
 
 
