@@ -318,6 +318,11 @@ class Timers:
         names = self._reportNames(summary)
         lines = [wall, "", "Timer".ljust(20) + " " * 7 + "Total (sec)", "-" * 32]
         lines += [name.ljust(20) + " " * 4 + "%8.1f" % summary[name]["tot"] for name in names]
+        workers = self.workerCount()
+        if workers > 1:
+            lines += ["", f"Totals add up the time of all {workers} workers (threads and "
+                          "processes), so a timer such as userfunction can exceed the wall "
+                          "clock."]
         if level > 0:
             header = "Timer".ljust(20) + " " * 7 + "N,Min,Lower,Median,Upper,Max"
             lines += ["", "", header, "-" * len(header)]
@@ -326,6 +331,11 @@ class Timers:
         if "walltime" in summary:
             lines += ["", self.bottleneck()]
         return "\n".join(lines)
+
+    def workerCount(self) -> int:
+        """How many workers (the main thread included) recorded intervals."""
+        with self.lock:
+            return sum(1 for byName in self._store.values() if byName)
 
     def bottleneck(self) -> str:
         """One line: what limited the run and which ConcurrencyStyle change would help most.

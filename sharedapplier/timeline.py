@@ -47,6 +47,8 @@ MAIN = "main"
 # least this fraction of their time; start-up above START_LIMIT of the run is worth a remark.
 BUSY_LIMIT = 0.5
 START_LIMIT = 0.25
+# ... and waiting counts as the limit when the workers that waited did so this much
+WAIT_LIMIT = 0.25
 MATPLOTLIB_HINT = "drawing a timeline needs matplotlib: pip install matplotlib"
 
 
@@ -203,24 +205,28 @@ def _readAdvice(readers: set) -> str:
 
 
 def _computeAdvice(computers: set, cpus: int) -> str:
-    advice = "try more compute workers (numComputeWorkers)"
     if len(computers) >= cpus:
-        advice += (f"; all {cpus} usable CPUs are already computing, so more CPUs or a "
-                   "faster user function would help most")
-    return advice
+        return (f"all {cpus} usable CPUs are already computing: a faster user function, or "
+                "a machine with more CPUs, would help; more compute workers would not")
+    return (f"try more compute workers (numComputeWorkers): {len(computers)} of the {cpus} "
+            "usable CPUs computed")
 
 
 WRITE_ADVICE = ("writing is the limit: fewer workers will not hurt; a faster output driver or "
                 "lighter compression (setOutputDriverName / setCreationOptions) would help")
 
 
-def _waitAdvice(start: float) -> str:
+def _idleDiagnosis(start: float, waiting: float) -> tuple[str, str]:
+    """(limit, advice) of a run in which no role was busy: the one thing the figures show."""
     if start >= START_LIMIT:
-        return (f"starting the compute workers took {100 * start:.0f}% of the run, too much "
-                "for a job this small; try fewer compute workers (numComputeWorkers) or "
-                "CW_THREADS")
-    return ("no role was busy most of the time; try a larger memoryBudget (more blocks in "
-            "flight), or fewer workers if the blocks are tiny")
+        return "starting workers", (
+            f"starting the compute workers took {100 * start:.0f}% of the run, too much for a "
+            "job this small; try fewer compute workers (numComputeWorkers) or CW_THREADS")
+    if waiting >= WAIT_LIMIT:
+        return "waiting", ("the roles waited for one another; try a larger memoryBudget (more "
+                           "blocks in flight)")
+    return "untimed work", ("most of the run is in no timer (opening files, Python between "
+                            "blocks); larger blocks (setWindowSize) mean less of it per pixel")
 
 
 def diagnose(timers, cpus: int | None = None) -> Diagnosis:
@@ -239,12 +245,14 @@ def diagnose(timers, cpus: int | None = None) -> Diagnosis:
        compute workers both read and compute.
     3. The limit is the saturated role with the highest busy fraction (ties: writing, then
        computing, then reading). Advice: computing -> more compute workers
-       (numComputeWorkers), noting when they already use every usable CPU; reading -> read
-       workers (numReadWorkers) or computeWorkersRead=True; writing -> fewer workers will
-       not hurt, the output driver or compression is what to change.
-    4. When no role is saturated the run was limited by waiting: worker start-up when
-       ``startcomputeworkers`` took at least ``START_LIMIT`` of the run, else hand-over
-       between roles (a larger memoryBudget gives more blocks in flight).
+       (numComputeWorkers) while they use fewer than the usable CPUs, else a faster user
+       function or more CPUs (never both: one action that can help on this machine);
+       reading -> read workers (numReadWorkers) or computeWorkersRead=True; writing ->
+       fewer workers will not hurt, the output driver or compression is what to change.
+    4. When no role is saturated, the limit is the one the figures show: starting the
+       workers when ``startcomputeworkers`` took at least ``START_LIMIT`` of the run; else
+       waiting, when the workers that waited did so at least ``WAIT_LIMIT`` of their time
+       (a larger memoryBudget gives more blocks in flight); else untimed work.
 
     ``cpus`` (default: the usable CPU count) only matters for the computing advice.
     """
@@ -259,8 +267,8 @@ def diagnose(timers, cpus: int | None = None) -> Diagnosis:
     saturated = [a for a in ("write", "compute", "read")
                  if _fraction(lanes, a, wall, workTime=True) >= BUSY_LIMIT]
     if not saturated:
-        start = _fraction(lanes, "start", wall)
-        return Diagnosis("waiting", _waitAdvice(start), busy, wall)
+        limit, advice = _idleDiagnosis(_fraction(lanes, "start", wall), busy["waiting"])
+        return Diagnosis(limit, advice, busy, wall)
     limit = max(saturated, key=lambda a: busy[ROLE_OF[a]])
     if limit == "write":
         advice = WRITE_ADVICE

@@ -188,12 +188,19 @@ def test_compute_bound():
     line = d.line()
     assert line.startswith("Limited by computing")
     assert "numComputeWorkers" in line and "numReadWorkers" not in line
-    assert "CPUs" not in line
+    assert "already computing" not in line
 
 
 def test_compute_bound_on_every_cpu_says_so():
+    """One action that can help here: not more workers when every CPU computes."""
     line = timeline.bottleneck(pipeline(read=2, compute=9, write=1), cpus=2)
-    assert "numComputeWorkers" in line and "all 2 usable CPUs" in line
+    assert "all 2 usable CPUs are already computing" in line and "faster user function" in line
+    assert "try more compute workers" not in line
+
+
+def test_compute_bound_with_cpus_to_spare_says_how_many():
+    line = timeline.bottleneck(pipeline(read=2, compute=9, write=1), cpus=8)
+    assert "try more compute workers (numComputeWorkers): 2 of the 8 usable CPUs" in line
 
 
 def test_read_bound():
@@ -244,7 +251,8 @@ def test_sequential_main_thread():
 
 def test_waiting_for_worker_start():
     d = timeline.diagnose(pipeline(read=1, compute=1, write=1, start=5), cpus=8)
-    assert d.limit == "waiting"
+    assert d.limit == "starting workers"
+    assert d.line().startswith("Limited by starting workers")
     assert "starting the compute workers took 50%" in d.advice
     assert "fewer compute workers" in d.advice
 
@@ -252,6 +260,17 @@ def test_waiting_for_worker_start():
 def test_waiting_for_slots():
     d = timeline.diagnose(pipeline(read=3, compute=3, write=2), cpus=8)
     assert d.limit == "waiting" and "memoryBudget" in d.advice
+    assert d.busy["waiting"] >= timeline.WAIT_LIMIT
+
+
+def test_no_role_busy_and_nobody_waiting_is_untimed_work():
+    """Never 'Limited by waiting (... waiting 0%)'."""
+    d = timeline.diagnose(timers_from({
+        "main": {"walltime": [(0, 10)], "reading": chunks(0, 1), "userfunction": chunks(1, 2),
+                 "writing": chunks(2, 3)},
+    }), cpus=8)
+    assert d.limit == "untimed work" and d.busy["waiting"] == 0
+    assert "setWindowSize" in d.advice
 
 
 def test_overlaps_counted_once_and_clipped():
@@ -399,3 +418,10 @@ def test_applier_progress_rios_objects_unchanged(monkeypatch):
     controls.setProgress(LogProgressBar())
     ApplierProgress(controls, 2).update(1)
     assert stream.getvalue() == "50%\n"
+
+
+def test_the_report_says_its_totals_add_up_every_worker():
+    report = pipeline(read=2, compute=9, write=1).formatReport()
+    assert "Totals add up the time of all 4 workers" in report
+    single = timers_from({"main": {"walltime": [(0, 10)], "writing": chunks(0, 9)}})
+    assert "Totals add up" not in single.formatReport()
