@@ -10,6 +10,10 @@ a batch time limit, Ctrl-C, an error) between two blocks: each time after every 
 (pixels, overviews, the file's own directory) has been closed and opened again, the one
 way GDAL puts a GTiff or HFA on disk as a file it can read back.
 
+Each journal keeps the commit before its latest as well: a run killed while it was bringing
+the journals up to date leaves some naming the new row and some the one before, and the
+later run goes on from the last row that every journal names.
+
 Running the same script again goes on from the last row the journals name: it opens the
 outputs for update, restores the accumulators and computes only the blocks after it, so the
 finished outputs are the image an uninterrupted run writes. If any part of the fingerprint
@@ -23,7 +27,7 @@ import os
 import pickle
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 JOURNAL_SUFFIX = ".sa-journal"
 # How often, at most, the journals are brought up to date as rows complete: each time costs
@@ -99,6 +103,12 @@ class JournalEntry:
     nbands: int
     dtype: str
     accumulators: list | None
+    previous: JournalEntry | None = None
+
+    def commits(self) -> dict:
+        """blocksDone -> entry, for this commit and the one before it."""
+        older = {} if self.previous is None else {self.previous.blocksDone: self.previous}
+        return {**older, self.blocksDone: self}
 
 
 @dataclass(frozen=True)
@@ -123,15 +133,17 @@ def findResumption(outfiles, fingerprint: dict, out=sys.stderr) -> Resumption | 
         return None
     if missing:
         return _startAgain(f"no journal of output(s) {', '.join(missing)}", out)
-    for entry in entries.values():
+    common = set.intersection(*(set(entry.commits()) for entry in entries.values()))
+    if not common:
+        return _startAgain("its outputs' journals name different blocks", out)
+    blocksDone = max(common)
+    chosen = {key: entry.commits()[blocksDone] for key, entry in entries.items()}
+    for entry in chosen.values():
         differs = [part for part, digest in fingerprint.items()
                    if entry.fingerprint.get(part) != digest]
         if differs:
             return _startAgain(f"its {', '.join(differs)} differ from this run's", out)
-    done = {entry.blocksDone for entry in entries.values()}
-    if len(done) != 1:
-        return _startAgain("its outputs' journals name different blocks", out)
-    return Resumption(done.pop(), entries)
+    return Resumption(blocksDone, chosen)
 
 
 def _startAgain(why: str, out) -> None:
@@ -181,6 +193,9 @@ class Journal:
     @staticmethod
     def _write(filename: str, entry: JournalEntry) -> None:
         path = journalPath(filename)
+        earlier = _load(path)
+        if earlier is not None and earlier.fingerprint == entry.fingerprint:
+            entry.previous = replace(earlier, previous=None)
         partial = path + ".tmp"
         with open(partial, "wb") as f:
             pickle.dump(entry, f, protocol=pickle.HIGHEST_PROTOCOL)

@@ -73,11 +73,16 @@ def runScript(text, folder, slow=None, **kwargs):
 
 
 def journalBlocks(folder):
-    try:
-        with open(journal.journalPath(str(folder / "out.tif")), "rb") as f:
-            return pickle.load(f).blocksDone
-    except (OSError, EOFError, pickle.UnpicklingError):
-        return 0
+    """The blocks a resumed run starts from: the fewest that the two outputs' latest
+    journal entries name (a kill between their two commits leaves one a row behind)."""
+    done = []
+    for name in ("out.tif", "out.img"):
+        try:
+            with open(journal.journalPath(str(folder / name)), "rb") as f:
+                done.append(pickle.load(f).blocksDone)
+        except (OSError, EOFError, pickle.UnpicklingError):
+            return 0
+    return min(done)
 
 
 def finished(proc, timeout=120):
@@ -131,6 +136,39 @@ def test_an_interrupted_run_resumes_to_the_same_outputs(scene, tmp_path, style, 
     for name in ("out.tif", "out.img"):
         assertSameAsGdalSees(whatGdalSees(str(folder / name)), whatGdalSees(str(truth / name)))
     assert not list(folder.glob("*" + journal.JOURNAL_SUFFIX + "*"))
+
+
+class FakeOutput:
+    """What Journal.commit asks of an output, with no file behind it but an empty one."""
+
+    def __init__(self, path):
+        self.filename = str(path)
+        path.write_bytes(b"")
+        self.accumulators = []
+
+    def flushToFile(self):
+        pass
+
+    def journalState(self):
+        return 1, "<u2", list(self.accumulators)
+
+
+def test_a_kill_between_two_outputs_commits_resumes_from_the_row_before(tmp_path):
+    outputs = [FakeOutput(tmp_path / "a.tif"), FakeOutput(tmp_path / "b.img")]
+    outfiles = [("a", 0, outputs[0].filename), ("b", 0, outputs[1].filename)]
+    fingerprint = {"user function": "1234"}
+    book = journal.Journal(fingerprint, nblocks=30)
+    for row in (1, 2):
+        for output in outputs:
+            output.accumulators.append(row)
+        book.commit(outputs, 6 * row)
+    outputs[0].accumulators.append(3)
+    book.commit(outputs[:1], 18)  # killed before the second output's journal was written
+    resumption = journal.findResumption(outfiles, fingerprint)
+    assert resumption.blocksDone == 12
+    assert [e.accumulators for e in resumption.entries.values()] == [[1, 2], [1, 2]]
+    book.commit(outputs[1:], 18)  # the next row, had it not been killed
+    assert journal.findResumption(outfiles, fingerprint).blocksDone == 18
 
 
 def test_a_different_run_starts_again(scene, tmp_path):
