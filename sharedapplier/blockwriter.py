@@ -347,11 +347,21 @@ class OutputFile:
         self.summary = self._summaryPlan(layout)
         return self.summary
 
-    def _create(self, layout: OutputLayout) -> None:
-        drivername = self._option("drivername")
+    def _creationOptions(self, drivername: str) -> list[str]:
+        """This output's creation options, or ``drivername``'s defaults where it names none;
+        a GTiff's with NUM_THREADS added (see :func:`withCompressionThreads`). One place,
+        so that :meth:`_create` makes the file, and :meth:`_reopen` opens it again (its
+        open options being these NUM_THREADS), compressing on the same threads."""
         options = self._option("creationoptions")
         if options is None:
             options = const.creationOptionsForDriver(drivername)
+        if drivername == "GTiff":
+            options = withCompressionThreads(options, self.controls.concurrency)
+        return options
+
+    def _create(self, layout: OutputLayout) -> None:
+        drivername = self._option("drivername")
+        options = self._creationOptions(drivername)
         driver = gdal.GetDriverByName(drivername)
         if driver is None:
             raise rioserrors.ImageOpenError(
@@ -361,7 +371,6 @@ class OutputFile:
         if drivername == "GTiff":
             checkGTiffBlockSize(options, self.controls.windowxsize, self.controls.windowysize,
                                 self.workinggrid.getDimensions()[1], self.filename)
-            options = withCompressionThreads(options, self.controls.concurrency)
             self.openOptions = threadOptions(options)
         gdaltype = gdalTypeForDtype(layout.dtype, _label(self.name, self.seqNum))
         nrows, ncols = self.workinggrid.getDimensions()
@@ -393,11 +402,7 @@ class OutputFile:
                 f"{layout.nbands} of {layout.dtype}: delete the output and its journal "
                 f"({journalPath(self.filename)}) to start again")
         if self._option("drivername") == "GTiff":
-            options = self._option("creationoptions")
-            if options is None:
-                options = const.creationOptionsForDriver("GTiff")
-            self.openOptions = threadOptions(withCompressionThreads(options,
-                                                                    self.controls.concurrency))
+            self.openOptions = threadOptions(self._creationOptions("GTiff"))
         try:
             self.ds = self._openForUpdate()
         except RuntimeError as e:

@@ -41,13 +41,20 @@ class KillOnce:
         outputs.out = inputs.a + 1
 
 
-def run(tmp_path, infile, function, name, workers=2, **style):
+def run(tmp_path, infile, function, name, workers=2, kind=CW_PROCESSES, tempdir=None,
+        overviewMinDim=16, **style):
+    """Apply ``function`` to ``infile`` on ``workers`` compute workers of ``kind`` (none:
+    in this process) into tmp_path/name.tif: that file's name and the run's return.
+    ``tempdir`` and ``overviewMinDim`` None leave the controls' defaults."""
     controls = applier.ApplierControls()
     controls.setWindowSize(64, 64)
-    controls.setOverviewMinDim(16)
+    if overviewMinDim is not None:
+        controls.setOverviewMinDim(overviewMinDim)
+    if tempdir is not None:
+        controls.setTempdir(str(tempdir))
     if workers:
         controls.setConcurrencyStyle(ConcurrencyStyle(
-            computeWorkerKind=CW_PROCESSES, numComputeWorkers=workers, **style))
+            computeWorkerKind=kind, numComputeWorkers=workers, **style))
     infiles, outfiles = FilenameAssociations(), FilenameAssociations()
     infiles.a, outfiles.out = infile, str(tmp_path / f"{name}.tif")
     rtn = applier.apply(function, infiles, outfiles, applier.OtherInputs(), controls=controls)
@@ -101,6 +108,13 @@ def test_workers_that_do_not_read_are_not_replaced(scene, tmp_path, no_shm_leak)
     assert "ApplierBlockDefn(64, 128, 64, 64)" in str(e.value)
 
 
+def runSubproc(tmp_path, infile, function, name):
+    """``run`` on two CW_SUBPROC workers that read, with the controls' own overviewMinDim;
+    their run folders go in tmp_path, where the tests see that none is left."""
+    return run(tmp_path, infile, function, name, kind=CW_SUBPROC, tempdir=tmp_path,
+               overviewMinDim=None, computeWorkersRead=True)
+
+
 def test_a_killed_subprocess_worker_is_replaced_by_its_launcher(scene, tmp_path, capfd,
                                                                 no_shm_leak):
     """A remote worker (here CW_SUBPROC's) whose job died is started again by the
@@ -108,16 +122,8 @@ def test_a_killed_subprocess_worker_is_replaced_by_its_launcher(scene, tmp_path,
     arr, infile = scene
     markers = tmp_path / "markers"
     markers.mkdir()
-    controls = applier.ApplierControls()
-    controls.setWindowSize(64, 64)
-    controls.setTempdir(str(tmp_path))
-    controls.setConcurrencyStyle(ConcurrencyStyle(computeWorkerKind=CW_SUBPROC,
-                                                  numComputeWorkers=2, computeWorkersRead=True))
-    infiles, outfiles = FilenameAssociations(), FilenameAssociations()
-    infiles.a, outfiles.out = infile, str(tmp_path / "remote.tif")
-    rtn = applier.apply(KillOnce(markers, (2, 1), 1), infiles, outfiles, applier.OtherInputs(),
-                        controls=controls)
-    np.testing.assert_array_equal(read_raster(outfiles.out)[0], arr[0] + 1)
+    out, rtn = runSubproc(tmp_path, infile, KillOnce(markers, (2, 1), 1), "remote")
+    np.testing.assert_array_equal(read_raster(out)[0], arr[0] + 1)
     err = capfd.readouterr().err
     assert "ApplierBlockDefn(64, 128, 64, 64) will be computed again" in err
     assert "a new compute worker" in err
@@ -130,16 +136,8 @@ def test_a_block_that_kills_every_subprocess_worker_stops_the_run(scene, tmp_pat
     _, infile = scene
     markers = tmp_path / "markers"
     markers.mkdir()
-    controls = applier.ApplierControls()
-    controls.setWindowSize(64, 64)
-    controls.setTempdir(str(tmp_path))
-    controls.setConcurrencyStyle(ConcurrencyStyle(computeWorkerKind=CW_SUBPROC,
-                                                  numComputeWorkers=2, computeWorkersRead=True))
-    infiles, outfiles = FilenameAssociations(), FilenameAssociations()
-    infiles.a, outfiles.out = infile, str(tmp_path / "deadly.tif")
     with pytest.raises(rioserrors.WorkerExceptionError) as e:
-        applier.apply(KillOnce(markers, (1, 3), 100), infiles, outfiles,
-                      applier.OtherInputs(), controls=controls)
+        runSubproc(tmp_path, infile, KillOnce(markers, (1, 3), 100), "deadly")
     assert f"killed {recovery.MAX_WORKERS_KILLED_BY_BLOCK} compute workers" in str(e.value)
     assert "ApplierBlockDefn(192, 64, 64, 64)" in str(e.value)
     assert len(os.listdir(markers)) == recovery.MAX_WORKERS_KILLED_BY_BLOCK

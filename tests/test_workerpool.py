@@ -212,13 +212,20 @@ if {hang}:
 """
 
 
+def scriptCommand(tmp_path, name, template, **fields):
+    """The command that runs ``template``, filled in with ``fields`` and out=tmp_path/o.tif,
+    written to tmp_path/name: a program of its own, so that the tests see what its end does.
+    Each test starts it its own way: one reads it while it runs (and may kill it), the other
+    once it has ended."""
+    script = tmp_path / name
+    script.write_text(textwrap.dedent(template.format(out=str(tmp_path / "o.tif"), **fields)))
+    return [sys.executable, str(script)]
+
+
 @pytest.mark.parametrize("ending", ["exits", "killed"])
 def test_idle_workers_end_with_the_program(image, tmp_path, ending):
-    script = tmp_path / "job.py"
-    script.write_text(textwrap.dedent(SCRIPT.format(a=image[0], out=str(tmp_path / "o.tif"),
-                                                    hang=ending == "killed")))
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    command = scriptCommand(tmp_path, "job.py", SCRIPT, a=image[0], hang=ending == "killed")
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         pids = [int(p) for p in proc.stdout.readline().split()]
         assert len(pids) == 3, proc.stderr.read() if proc.poll() is not None else ""
@@ -303,11 +310,8 @@ for run in range(2):
 
 
 def test_what_workers_print_comes_out_before_the_run_returns(image, tmp_path):
-    script = tmp_path / "printing.py"
-    script.write_text(textwrap.dedent(PRINTING.format(a=image[0],
-                                                      out=str(tmp_path / "o.tif"))))
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=120)
+    command = scriptCommand(tmp_path, "printing.py", PRINTING, a=image[0])
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     # two workers' lines may interleave: count what each run's workers printed
     firstRun, rest = done.stdout.split("run 0 returned\n")
