@@ -7,6 +7,8 @@ queued and nothing in /dev/shm.
 """
 import contextlib
 import os
+import re
+import secrets
 import signal
 import socket
 import struct
@@ -356,10 +358,9 @@ def test_job_script_has_rios_parameters(tmp_path):
                               "initCmds": "module load gdal", "cmdPrefix": "srun ",
                               "cmdSuffix": " && true"}, tmp_path, "ndvi")
     from sharedapplier.launchers.jobscript import writeJobScript
-    script = writeJobScript(tmp_path / "s.sh", ["#SBATCH -J x"],
-                            WorkerCommand(("python", "-m", "w")).argv(), launcher.extraParams)
-    text = script.read_text()
-    assert "#SBATCH -J x\n" in text
+    text = launcher.preview([0, 1], WorkerCommand(("python", "-m", "w")))["slurm_job.sh"]
+    script = writeJobScript(tmp_path / "s.sh", text)
+    assert "#SBATCH -J sharedapplier_ndvi\n#SBATCH --mem=1G\n#SBATCH --qos=low\n" in text
     assert "module load gdal\n" in text
     assert "srun python -m w && true\n" in text
     assert END_MARKER in text and STATUS_LABEL in text
@@ -577,3 +578,75 @@ def test_a_batch_worker_that_died_is_submitted_again(name, request, scene, tmp_p
     assert f"{backendName} job" in err and "will be computed again" in err
     assertNothingLeft(tmp_path)
     assertNoJobsLeft(name, request)
+
+
+def captureSubmissions(tmp_path, monkeypatch, command):
+    """``command`` (sbatch, qsub) wrapped, first on PATH, so that each job script it is
+    given is kept in a folder before the real command submits it; returns the folder."""
+    import shutil
+    real = shutil.which(command)
+    assert real, f"{command} is not on PATH"
+    folder, bindir = tmp_path / "submitted", tmp_path / "shimbin"
+    folder.mkdir()
+    bindir.mkdir()
+    shim = bindir / command
+    shim.write_text(f'#!/bin/bash\ncp "${{@: -1}}" {folder}/\nexec {real} "$@"\n')
+    shim.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    return folder
+
+
+def shownScripts(stdout: str) -> dict:
+    """``sharedapplier jobscript``'s output: one script, or several after ``==> name <==``."""
+    if not stdout.startswith("==> "):
+        return {None: stdout}
+    scripts = {}
+    for section in stdout.split("==> ")[1:]:
+        name, _, text = section.partition(" <==\n")
+        scripts[name] = text
+    return scripts
+
+
+@pytest.mark.parametrize("name", ["slurm", "torque"])
+def test_jobscript_prints_what_is_submitted(name, request, scene, tmp_path, monkeypatch,
+                                            capsys):
+    from sharedapplier.cmdline import main as cmdmain
+    kind, _ = backendStyle(request, name, tmp_path)
+    extra = {"queue": "debug", "wallTime": "00:05:00", "memory": "100M", "cpusPerWorker": 1,
+             "initCmds": "echo initialised"}
+    params = [a for k, v in extra.items() for a in ("--param", f"{k}={v}")]
+    jobName = f"s{secrets.token_hex(3)}"  # slurmctld remembers jobs of earlier sessions
+    assert cmdmain.main(["jobscript", kind, "-n", "2", "--jobname", jobName, "--tempdir",
+                         str(tmp_path), *params]) == 0
+    shown = shownScripts(capsys.readouterr().out)
+    folder = captureSubmissions(tmp_path, monkeypatch, "sbatch" if name == "slurm" else "qsub")
+    truth, out = tmp_path / "none.tif", tmp_path / "remote.tif"
+    applier.apply(ndviLike, files(a=scene["path"]), files(out=truth), newOtherArgs(),
+                  controls=makeControls(tmp_path))
+    controls = makeControls(tmp_path, kind, extra)
+    controls.setJobName(jobName)
+    result = applier.apply(ndviLike, files(a=scene["path"]), files(out=out), newOtherArgs(),
+                           controls=controls)
+    assert read_raster(out).tobytes() == read_raster(truth).tobytes()
+    assert sum(o.blocks for o in result.otherArgsList) == 6
+    submitted = {p.name: re.sub(r"sharedapplier_run_\w+", "sharedapplier_run_XXXXXXXX",
+                                p.read_text()) for p in folder.iterdir()}
+    if None in shown:
+        assert list(submitted.values()) == [shown[None]]
+    else:
+        assert submitted == shown
+    jobs = slurmJobsNamed(f"sharedapplier_{jobName}" if name == "slurm" else f"sa_{jobName}_")
+    assert len(jobs) == 2
+    for job in jobs:
+        assert (job["Partition"], job["TimeLimit"], job["MinMemoryNode"]) == \
+            ("debug", "00:05:00", "100M")
+    assertNoJobsLeft(name, request)
+
+
+def slurmJobsNamed(prefix: str) -> list[dict]:
+    """The fields slurmctld still holds of every job whose name starts with ``prefix``."""
+    out = subprocess.run(["scontrol", "-o", "show", "job"], capture_output=True, text=True,
+                         timeout=30).stdout
+    jobs = [dict(token.split("=", 1) for token in line.split() if "=" in token)
+            for line in out.splitlines()]
+    return [job for job in jobs if job.get("JobName", "").startswith(prefix)]

@@ -1,5 +1,5 @@
-"""The ``sharedapplier`` console script: demo, calc, bench, cleanup, computeworker, calcstats,
-printstats."""
+"""The ``sharedapplier`` console script: demo, calc, bench, cleanup, jobscript, computeworker,
+calcstats, printstats."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from . import calc as calccmd
-from . import computeworker, stats
+from . import computeworker, jobscript, stats
 
 PROG = "sharedapplier"
 BENCH_HELP = ("run the benchmark suite (perf/bench.py of a source checkout); every argument "
@@ -162,6 +162,10 @@ def buildParser():
         formatter_class=argparse.RawDescriptionHelpFormatter)
     calccmd.addCalcArguments(calcParser)
 
+    script = sub.add_parser("jobscript", help="print the job script a batch kind would "
+                            "submit, without submitting", description=jobscript.DESCRIPTION)
+    jobscript.addArguments(script)
+
     worker = sub.add_parser("computeworker", help="run one remote compute worker (started "
                             "by the batch launchers)", description=computeworker.DESCRIPTION)
     computeworker.addArguments(worker)
@@ -231,6 +235,8 @@ def main(argv=None) -> int:
         return cmdDemo(args)
     if args.command == "cleanup":
         return cmdCleanup(args)
+    if args.command == "jobscript":
+        return jobscript.run(args, f"{PROG} jobscript")
     if args.command == "computeworker":
         computeworker.exitNow(computeworker.run(args))
     if args.command == "calcstats":

@@ -90,8 +90,8 @@ def _runInStyle(job, outputWriter, controls, timings, record) -> list:
     if record is not None:
         record.noteFolder(rundir)
     try:
-        launcher = launchers.launcherClass(kind)(style.computeWorkerExtraParams, rundir,
-                                                 controls.jobName or "")
+        launcher = launchers.makeLauncher(kind, style.computeWorkerExtraParams, rundir,
+                                          controls.jobName or "")
         launcher.checkAvailable()
         run = PipelinedRun(job, outputWriter, progress, timings, launcher, rundir)
     except BaseException:

@@ -15,9 +15,19 @@ import importlib
 import os
 from collections.abc import Mapping
 from importlib import metadata
+from pathlib import Path
 
 from .. import rioserrors
-from .base import DEFAULT_PORT_RANGE, ChannelAddress, Launcher, WorkerCommand, WorkerDescription
+from .base import (
+    ADDRESS_FILE_NAME,
+    DEFAULT_PORT_RANGE,
+    RUNDIR_PLACEHOLDER,
+    ChannelAddress,
+    Launcher,
+    WorkerCommand,
+    WorkerDescription,
+)
+from .settings import withConfigDefaults
 
 ENTRY_POINT_GROUP = "sharedapplier.launchers"
 
@@ -30,7 +40,7 @@ BUILTIN_LAUNCHERS = {
 
 __all__ = ["DEFAULT_PORT_RANGE", "ENTRY_POINT_GROUP", "ChannelAddress", "Launcher",
            "WorkerCommand", "WorkerDescription", "jobIdFromEnvironment", "launcherClass",
-           "launcherKinds", "workerNumberFromEnvironment"]
+           "launcherKinds", "makeLauncher", "previewJobScripts", "workerNumberFromEnvironment"]
 
 
 def _entryPoints() -> dict:
@@ -57,6 +67,26 @@ def launcherClass(kind: str) -> type[Launcher]:
         raise rioserrors.UnavailableError(
             f"the entry point {entry.value} for {kind} is not a sharedapplier Launcher class")
     return cls
+
+
+def makeLauncher(kind: str, extraParams: dict | None, rundir: Path, jobName: str) -> Launcher:
+    """The launcher of one run: ``extraParams`` over the user's config file's defaults."""
+    cls = launcherClass(kind)
+    return cls(withConfigDefaults(kind, extraParams, cls.knownParams()), rundir, jobName)
+
+
+def previewJobScripts(style, jobName: str = "", tempdir: str = ".") -> dict[str, str]:
+    """What a run in ``style`` (a ConcurrencyStyle) would submit, without submitting:
+    name -> job script (or request). The run directory, made only when a run starts, shows
+    as ``sharedapplier_run_XXXXXXXX``; the channel's address and key as placeholders."""
+    rundir = Path(tempdir or ".").resolve() / RUNDIR_PLACEHOLDER
+    launcher = makeLauncher(style.computeWorkerKind, style.computeWorkerExtraParams, rundir,
+                            jobName or "")
+    addressFile = rundir / ADDRESS_FILE_NAME
+    if not (style.haveSharedTemp and launcher.sharedFilesystem):
+        addressFile = None
+    command = launcher.workerCommand(None, addressFile)
+    return launcher.preview(list(range(style.numComputeWorkers)), command)
 
 
 def _firstSet(names, environ: Mapping[str, str]) -> str | None:

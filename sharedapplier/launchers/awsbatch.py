@@ -17,6 +17,10 @@ computeWorkerExtraParams:
 ``endpointUrl``            a non-AWS endpoint (a test double); also given to workers
 ``channelHost``            the address workers connect to (default: this host's name)
 =========================  ===========================================================
+
+The typed options of :mod:`.settings` work too: ``queue`` for ``jobQueue``,
+``cpusPerWorker`` and ``memory`` for ``resourceRequirements``, ``wallTime`` as the job's
+``timeout`` (at least 60 s, AWS Batch's minimum).
 """
 from __future__ import annotations
 
@@ -57,6 +61,8 @@ class AWSBatchLauncher(Launcher):
     backend = "AWS Batch"
     arrayIndexVariables = ("AWS_BATCH_JOB_ARRAY_INDEX",)
     jobIdVariables = ("AWS_BATCH_JOB_ID",)
+    paramNames = ("jobQueue", "jobDefinition", "region", "resourceRequirements",
+                  "environment", "endpointUrl")
     sharedFilesystem = False
 
     def __init__(self, extraParams, rundir, jobName):
@@ -77,16 +83,21 @@ class AWSBatchLauncher(Launcher):
         return self._clients[service]
 
     def checkAvailable(self) -> None:
-        missing = [k for k in ("jobQueue", "jobDefinition") if not self.extraParams.get(k)]
+        missing = [name for name, value in (("jobQueue", self._jobQueue()),
+                                            ("jobDefinition",
+                                             self.extraParams.get("jobDefinition")))
+                   if not value]
         if missing:
             raise ValueError(f"CW_AWSBATCH needs {', '.join(missing)} in "
-                             "computeWorkerExtraParams")
+                             "computeWorkerExtraParams (or the config file)")
         self._client("batch")
 
     def defaultWorkerCommand(self) -> list[str]:
         return ["sharedapplier", "computeworker"]
 
     def addressArguments(self, address) -> list[str]:
+        if address is None:
+            return ["--channaddrsecret", "ARN_OF_THE_RUN_S_SECRET"]
         name = f"sharedapplier/{self.jobName or 'run'}-{secrets.token_hex(8)}"
         reply = self._client("secretsmanager").create_secret(
             Name=name, SecretString=json.dumps({"hostname": address.hostname,
@@ -97,21 +108,42 @@ class AWSBatchLauncher(Launcher):
 
     def submit(self, workerIDs: list[int], command: WorkerCommand) -> None:
         count = len(workerIDs)
-        overrides = {"command": command.argv(None if count > 1 else workerIDs[0]),
-                     "environment": self._environment()}
-        if self.extraParams.get("resourceRequirements"):
-            overrides["resourceRequirements"] = self.extraParams["resourceRequirements"]
-        request = {"jobName": f"sharedapplier_{self.jobName or 'workers'}",
-                   "jobQueue": self.extraParams["jobQueue"],
-                   "jobDefinition": self.extraParams["jobDefinition"],
-                   "containerOverrides": overrides}
-        if count > 1:
-            request["arrayProperties"] = {"size": count}
-        self.parentID = self._client("batch").submit_job(**request)["jobId"]
+        self.parentID = self._client("batch").submit_job(
+            **self.jobRequest(workerIDs, command))["jobId"]
         for i, workerID in enumerate(workerIDs):
             self.jobIDs[workerID] = f"{self.parentID}:{i}" if count > 1 else self.parentID
             self.record(WorkerDescription(workerID, self.backend, self.jobIDs[workerID],
                                           state="SUBMITTED"))
+
+    def preview(self, workerIDs: list[int], command: WorkerCommand) -> dict[str, str]:
+        return {"submit_job request": json.dumps(self.jobRequest(workerIDs, command),
+                                                 indent=2) + "\n"}
+
+    def jobRequest(self, workerIDs: list[int], command: WorkerCommand) -> dict:
+        """The ``submit_job`` arguments: one array job, or a single job for one worker."""
+        count = len(workerIDs)
+        overrides = {"command": command.argv(None if count > 1 else workerIDs[0]),
+                     "environment": self._environment()}
+        requirements = self.extraParams.get("resourceRequirements") or self._typedRequirements()
+        if requirements:
+            overrides["resourceRequirements"] = requirements
+        request = {"jobName": f"sharedapplier_{self.jobName or 'workers'}",
+                   "jobQueue": self._jobQueue(),
+                   "jobDefinition": self.extraParams.get("jobDefinition"),
+                   "containerOverrides": overrides}
+        if self.resources.wallSeconds is not None:
+            request["timeout"] = {"attemptDurationSeconds": max(60, self.resources.wallSeconds)}
+        if count > 1:
+            request["arrayProperties"] = {"size": count}
+        return request
+
+    def _jobQueue(self) -> str | None:
+        return self.extraParams.get("jobQueue") or self.resources.queue
+
+    def _typedRequirements(self) -> list[dict]:
+        given = [("VCPU", self.resources.cpusPerWorker), ("MEMORY", self.resources.memoryMiB)]
+        return [{"type": kind, "value": str(value)} for kind, value in given
+                if value is not None]
 
     def _environment(self):
         env = dict(self.extraParams.get("environment") or {})

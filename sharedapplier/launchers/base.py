@@ -24,6 +24,12 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .. import rioserrors
+from .settings import ENGINE_PARAMS, TYPED_PARAMS, BatchResources
+
+# The file in the run directory that holds the channel's address, when workers share it.
+ADDRESS_FILE_NAME = "channel_address.json"
+# Where a preview's job scripts show the run directory, which exists only once a run starts.
+RUNDIR_PLACEHOLDER = "sharedapplier_run_XXXXXXXX"
 
 # The ports the channel listens on unless computeWorkerExtraParams says channelPortRange.
 DEFAULT_PORT_RANGE = (30000, 50000)
@@ -134,11 +140,14 @@ class Launcher(ABC):
     arrayIndexVariables: tuple[str, ...] = ()
     #: variables the scheduler sets in each worker to its job id
     jobIdVariables: tuple[str, ...] = ()
+    #: the computeWorkerExtraParams keys of this kind, beside the engine's and the typed ones
+    paramNames: tuple[str, ...] = ()
 
     def __init__(self, extraParams: dict, rundir: Path, jobName: str):
         self.extraParams = dict(extraParams or {})
         self.rundir = Path(rundir)
         self.jobName = jobName
+        self.resources = BatchResources.fromParams(self.extraParams)
         self._descriptions: dict[int, WorkerDescription] = {}
         self._lock = threading.Lock()
         self._lastPoll = 0.0
@@ -167,6 +176,17 @@ class Launcher(ABC):
             return ""
         with open(path, errors="replace") as f:
             return "".join(f.readlines()[-lines:])
+
+    def preview(self, workerIDs: list[int], command: WorkerCommand) -> dict[str, str]:
+        """What :meth:`submit` would submit, without submitting: name -> text (a job
+        script, a request). A launcher that cannot show it says so."""
+        raise rioserrors.UnavailableError(
+            f"{type(self).__name__} cannot show what it submits")
+
+    @classmethod
+    def knownParams(cls) -> tuple[str, ...]:
+        """Every computeWorkerExtraParams key a run of this kind reads."""
+        return (*ENGINE_PARAMS, *TYPED_PARAMS, *cls.paramNames)
 
     # --- shared by all ------------------------------------------------------------------
     def describe(self, workerID: int, refresh: bool = True) -> WorkerDescription:
@@ -214,9 +234,24 @@ class Launcher(ABC):
         """How a worker starts ``sharedapplier computeworker`` (this Python, by default)."""
         return [sys.executable, "-m", "sharedapplier", "computeworker"]
 
-    def addressArguments(self, address) -> list[str] | None:
+    def addressArguments(self, address: ChannelAddress | None) -> list[str] | None:
         """Worker arguments that pass the channel address without a shared file.
 
         None means the backend has no private way: the address goes on the command line.
+        ``address`` None is a preview's: make nothing, show what would be passed.
         """
         return None
+
+    def workerCommand(self, address: ChannelAddress | None,
+                      addressFile: Path | None) -> WorkerCommand:
+        """The command every worker runs: the address in ``addressFile`` when the workers
+        can read it (None when they cannot), else as :meth:`addressArguments` passes it,
+        else on the command line. ``address`` None: a preview's placeholders."""
+        base = self.extraParams.get("workerCommand") or self.defaultWorkerCommand()
+        if addressFile is not None:
+            return WorkerCommand((*base, "--channaddrfile", str(addressFile)))
+        extra = self.addressArguments(address)
+        if extra is None:
+            shown = "HOST,PORT,KEY" if address is None else address.addressStr()
+            extra = ["--channaddr", shown]
+        return WorkerCommand((*base, *extra))

@@ -22,8 +22,8 @@ COMMAND_TIMEOUT_SECONDS = 60
 SCRIPT_PARAMS = ("initCmds", "cmdPrefix", "cmdSuffix")
 
 
-def writeJobScript(path: Path, headerLines: list[str], argv: list[str], extraParams: dict) -> Path:
-    """Write an executable bash job script running ``argv``; returns its path."""
+def jobScriptText(headerLines: list[str], argv: list[str], extraParams: dict) -> str:
+    """A bash job script running ``argv`` after the header lines and the user's initCmds."""
     for key in SCRIPT_PARAMS:
         value = extraParams.get(key)
         if value is not None and not isinstance(value, str):
@@ -36,7 +36,12 @@ def writeJobScript(path: Path, headerLines: list[str], argv: list[str], extraPar
         (extraParams.get("cmdSuffix") or "")
     lines += [f"echo '{BEGIN_MARKER}'", command, "status=$?", f"echo '{END_MARKER}'",
               f"echo '{STATUS_LABEL}' $status", "exit $status", ""]
-    path.write_text("\n".join(lines))
+    return "\n".join(lines)
+
+
+def writeJobScript(path: Path, text: str) -> Path:
+    """Write an executable job script that only its owner can read; returns its path."""
+    path.write_text(text)
     path.chmod(0o700)
     return path
 

@@ -11,7 +11,7 @@ import re
 
 from .. import rioserrors
 from .base import Launcher, WorkerCommand, WorkerDescription
-from .jobscript import optionLines, runCommand, writeJobScript
+from .jobscript import SCRIPT_PARAMS, jobScriptText, optionLines, runCommand, writeJobScript
 
 JOB_ID = re.compile(r"^\s*(\d+(?:\[\d*\])?(?:\.[\w.-]+)?)\s*$")
 # qstat's single-letter states; F (PBS Pro) and C (Torque) are final
@@ -25,12 +25,14 @@ class PBSLauncher(Launcher):
     """Submits with qsub, watches with ``qstat -f`` (JSON when it can), cancels with qdel.
 
     computeWorkerExtraParams: ``qsubOptions`` (extra ``#PBS`` lines: a string of lines or a
-    list), ``initCmds``, ``cmdPrefix``, ``cmdSuffix`` (strings, as in RIOS).
+    list), ``initCmds``, ``cmdPrefix``, ``cmdSuffix`` (strings, as in RIOS), and the
+    typed options of :mod:`.settings`.
     """
 
     backend = "PBS"
     arrayIndexVariables = ("PBS_ARRAY_INDEX", "PBS_ARRAYID")
     jobIdVariables = ("PBS_JOBID",)
+    paramNames = ("qsubOptions", *SCRIPT_PARAMS)
 
     def __init__(self, extraParams, rundir, jobName):
         super().__init__(extraParams, rundir, jobName)
@@ -46,11 +48,8 @@ class PBSLauncher(Launcher):
     def submit(self, workerIDs: list[int], command: WorkerCommand) -> None:
         for workerID in workerIDs:
             log = self.rundir / f"worker_{workerID}.log"
-            name = f"sa_{self.jobName}_{workerID}" if self.jobName else f"sa_{workerID}"
-            header = ["#PBS -j oe", f"#PBS -o {log}", f"#PBS -N {name[:15]}",
-                      *optionLines("#PBS", self.extraParams.get("qsubOptions"))]
-            script = writeJobScript(self.rundir / f"pbs_job_{workerID}.sh", header,
-                                    command.argv(workerID), self.extraParams)
+            script = writeJobScript(self.rundir / _scriptName(workerID),
+                                    self.jobScript(workerID, command))
             # the log options again on the command line: some qsub wrappers ignore #PBS
             # lines for them; and from the run directory, so that any stray file goes too
             result = runCommand(["qsub", "-j", "oe", "-o", str(log), str(script)], "CW_PBS",
@@ -62,6 +61,25 @@ class PBSLauncher(Launcher):
                     f"{result.stderr.strip()}")
             self.jobIDs[workerID] = match.group(1)
             self.record(self._describe(workerID, {"job_state": "Q"}))
+
+    def preview(self, workerIDs: list[int], command: WorkerCommand) -> dict[str, str]:
+        return {_scriptName(i): self.jobScript(i, command) for i in workerIDs}
+
+    def jobScript(self, workerID: int, command: WorkerCommand) -> str:
+        """One worker's script: our lines, the typed options', then the user's own."""
+        log = self.rundir / f"worker_{workerID}.log"
+        name = f"sa_{self.jobName}_{workerID}" if self.jobName else f"sa_{workerID}"
+        header = ["#PBS -j oe", f"#PBS -o {log}", f"#PBS -N {name[:15]}",
+                  *self._resourceLines(),
+                  *optionLines("#PBS", self.extraParams.get("qsubOptions"))]
+        return jobScriptText(header, command.argv(workerID), self.extraParams)
+
+    def _resourceLines(self) -> list[str]:
+        given = self.resources
+        options = [("-q ", given.queue), ("-l walltime=", given.wallClock()),
+                   ("-l mem=", given.memoryMiB and f"{given.memoryMiB}mb"),
+                   ("-l ncpus=", given.cpusPerWorker)]
+        return [f"#PBS {flag}{value}" for flag, value in options if value is not None]
 
     canResubmit = True
 
@@ -113,3 +131,7 @@ def _parseFullStatus(text: str) -> dict:
         if sep:
             attrs[key.strip()] = value.strip()
     return attrs
+
+
+def _scriptName(workerID: int) -> str:
+    return f"pbs_job_{workerID}.sh"

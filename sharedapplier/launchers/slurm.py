@@ -10,22 +10,32 @@ import re
 
 from .. import rioserrors
 from .base import Launcher, WorkerCommand, WorkerDescription
-from .jobscript import optionLines, parseKeyValues, runCommand, writeJobScript
+from .jobscript import (
+    SCRIPT_PARAMS,
+    jobScriptText,
+    optionLines,
+    parseKeyValues,
+    runCommand,
+    writeJobScript,
+)
 
 TERMINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED",
                    "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "SPECIAL_EXIT", "REVOKED"}
+SCRIPT_NAME = "slurm_job.sh"
 
 
 class SlurmLauncher(Launcher):
     """Submits ``sbatch --array``; watches with ``scontrol show job``; cancels with scancel.
 
     computeWorkerExtraParams: ``sbatchOptions`` (extra ``#SBATCH`` lines: a string of lines
-    or a list), ``initCmds``, ``cmdPrefix``, ``cmdSuffix`` (strings, as in RIOS).
+    or a list), ``initCmds``, ``cmdPrefix``, ``cmdSuffix`` (strings, as in RIOS), and the
+    typed options of :mod:`.settings`.
     """
 
     backend = "SLURM"
     arrayIndexVariables = ("SLURM_ARRAY_TASK_ID",)
     jobIdVariables = ("SLURM_JOB_ID",)
+    paramNames = ("sbatchOptions", *SCRIPT_PARAMS)
 
     canResubmit = True
 
@@ -44,17 +54,31 @@ class SlurmLauncher(Launcher):
 
     def submit(self, workerIDs: list[int], command: WorkerCommand) -> None:
         self.workerIDs = list(workerIDs)
-        log = self.rundir / "worker_%a.log"
-        name = f"sharedapplier_{self.jobName}" if self.jobName else "sharedapplier"
-        header = [f"#SBATCH --array=0-{len(workerIDs) - 1}", f"#SBATCH -o {log}",
-                  f"#SBATCH -e {log}", f"#SBATCH -J {name}",
-                  *optionLines("#SBATCH", self.extraParams.get("sbatchOptions"))]
-        self.script = writeJobScript(self.rundir / "slurm_job.sh", header, command.argv(),
-                                     self.extraParams)
+        self.script = writeJobScript(self.rundir / SCRIPT_NAME,
+                                     self.jobScript(len(workerIDs), command))
         self.jobID = self._sbatch([str(self.script)])
         for i in self.workerIDs:
             self.jobOf[i] = self.jobID
             self.record(self._pending(i, "PENDING"))
+
+    def preview(self, workerIDs: list[int], command: WorkerCommand) -> dict[str, str]:
+        return {SCRIPT_NAME: self.jobScript(len(workerIDs), command)}
+
+    def jobScript(self, count: int, command: WorkerCommand) -> str:
+        """The array job's script: our lines, the typed options', then the user's own."""
+        log = self.rundir / "worker_%a.log"
+        name = f"sharedapplier_{self.jobName}" if self.jobName else "sharedapplier"
+        header = [f"#SBATCH --array=0-{count - 1}", f"#SBATCH -o {log}", f"#SBATCH -e {log}",
+                  f"#SBATCH -J {name}", *self._resourceLines(),
+                  *optionLines("#SBATCH", self.extraParams.get("sbatchOptions"))]
+        return jobScriptText(header, command.argv(), self.extraParams)
+
+    def _resourceLines(self) -> list[str]:
+        given = self.resources
+        options = [("--partition", given.queue), ("--time", given.wallClock()),
+                   ("--mem", given.memoryMiB and f"{given.memoryMiB}M"),
+                   ("--cpus-per-task", given.cpusPerWorker)]
+        return [f"#SBATCH {flag}={value}" for flag, value in options if value is not None]
 
     def resubmit(self, workerID: int, command: WorkerCommand) -> None:
         task = self.workerIDs.index(workerID)

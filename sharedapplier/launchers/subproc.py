@@ -6,6 +6,7 @@ which makes it the way to test a batch set-up before queueing real jobs.
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import time
@@ -38,6 +39,9 @@ class SubprocLauncher(Launcher):
                                         start_new_session=True)
             self.procs[workerID] = proc
             self.record(self._describe(workerID, proc))
+
+    def preview(self, workerIDs: list[int], command: WorkerCommand) -> dict[str, str]:
+        return {f"worker {i}": shlex.join(command.argv(i)) + "\n" for i in workerIDs}
 
     canResubmit = True
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import cloudpickle
 
 from ... import rioserrors
-from ...launchers.base import DEFAULT_PORT_RANGE, WorkerCommand
+from ...launchers.base import ADDRESS_FILE_NAME, DEFAULT_PORT_RANGE
 from ...structures import Timers, WorkerErrorRecord
 from .. import messages as msg
 from .. import recovery, slots
@@ -219,7 +219,7 @@ class RemoteWorkers:
         self.board = board
         self.launcher = launcher
         self.rundir = Path(rundir)
-        self.extra = dict(style.computeWorkerExtraParams or {})
+        self.extra = launcher.extraParams  # with the user's config file's defaults
         self.reports = JobReports(launcher, self.rundir)
         settings = ProxySettings(
             cloudpickle.dumps(job), reads, 1 if style.singleBlockComputeWorkers else None,
@@ -294,19 +294,17 @@ class RemoteWorkers:
 
     # --- how workers find the channel ----------------------------------------------
     def _workerCommand(self):
-        base = self.extra.get("workerCommand") or self.launcher.defaultWorkerCommand()
         address = self.channel.address
+        addressFile = None
         if self.job.concurrency.haveSharedTemp and self.launcher.sharedFilesystem:
-            path = self.rundir / "channel_address.json"
-            address.writeFile(str(path))
-            return WorkerCommand((*base, "--channaddrfile", str(path)))
-        extra = self.launcher.addressArguments(address)
-        if extra is None:
+            addressFile = self.rundir / ADDRESS_FILE_NAME
+            address.writeFile(str(addressFile))
+        command = self.launcher.workerCommand(address, addressFile)
+        if "--channaddr" in command.base:
             print("sharedapplier: warning: haveSharedTemp=False puts the channel key on the "
                   "workers' command line, where other users of the machine may see it",
                   file=sys.stderr)
-            extra = ["--channaddr", address.addressStr()]
-        return WorkerCommand((*base, *extra))
+        return command
 
     # --- one proxy's thread ----------------------------------------------------------
     def _serve(self, i):
