@@ -14,7 +14,7 @@ import sys  # noqa: F401
 import numpy  # noqa: F401
 from osgeo import gdal
 
-from . import calcstats, journal, rioserrors  # noqa: F401
+from . import calcstats, journal, platforms, rioserrors  # noqa: F401
 from .blockreader import (  # noqa: F401
     ReadWorkerMgr,
     inputGrid,
@@ -104,6 +104,7 @@ def _apply(userFunction, infiles, outfiles, otherArgs, controls):
     if controls is None:
         controls = ApplierControls()
     controls.checkAgainstFiles(infiles, outfiles)
+    platforms.checkStyleRuns(controls.concurrency)
     for _, _, filename in outfiles:
         checkOutputWritable(filename)
     allInfo = readAllImgInfo(infiles)

@@ -5,7 +5,11 @@ import errno
 import functools
 import glob
 import os
-import resource
+
+try:
+    import resource
+except ImportError:  # Windows: no per-process file size limit to report
+    resource = None
 
 import numpy
 from osgeo import gdal, gdal_array
@@ -192,10 +196,12 @@ def writeRefusal(filename: str) -> str:
     folder = os.path.dirname(os.path.abspath(filename))
     try:
         fs = os.statvfs(folder)
-    except OSError:
+    except (OSError, AttributeError):  # AttributeError: Windows has no statvfs
         return ""
     if fs.f_bavail * fs.f_frsize < NEARLY_FULL_BYTES:
         return f"{os.strerror(errno.ENOSPC)}: the file system of '{folder}' is full"
+    if resource is None:
+        return ""
     limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
     if limit == resource.RLIM_INFINITY:
         return ""

@@ -18,6 +18,7 @@ import numpy
 from osgeo import gdal, osr
 
 from .. import applier, rioserrors
+from ..cpus import usableCpuCount
 from ..cuiprogress import ProgressBar
 
 SCENE_NAME = "scene.tif"
@@ -25,15 +26,6 @@ PIXEL_SIZE = 10.0
 ORIGIN = (500000.0, 7000000.0)
 EPSG = 32755
 BAND_NAMES = ("blue", "green", "red", "nir")
-
-
-def usableCpus() -> int:
-    """CPUs this process may use (cgroup/affinity/Slurm aware where available)."""
-    try:
-        from ..cpus import usableCpuCount
-    except ImportError:
-        return max(1, len(os.sched_getaffinity(0)))
-    return usableCpuCount()
 
 
 # ---------------------------------------------------------------------------------------
@@ -200,7 +192,7 @@ def runDemo(outdir="demo-output", size=3000, workers=None, out=None) -> int:
         print(text, file=out, flush=True)
 
     if workers is None:
-        workers = usableCpus()
+        workers = usableCpuCount()
     os.makedirs(outdir, exist_ok=True)
     scene = os.path.join(outdir, SCENE_NAME)
     outProcesses = os.path.join(outdir, "ndvi_processes.tif")
