@@ -563,7 +563,7 @@ def killOnceOnBlock(info, inputs, outputs, otherArgs):
     outputs.out = inputs.a
 
 
-@pytest.mark.parametrize("name", ["slurm", "pbs_double", "torque"])
+@pytest.mark.parametrize("name", ["slurm", "pbs_double", "torque", "awsbatch"])
 def test_a_batch_worker_that_died_is_submitted_again(name, request, scene, tmp_path, capfd,
                                                      no_shm_leak):
     kind, extra = backendStyle(request, name, tmp_path)
@@ -574,7 +574,8 @@ def test_a_batch_worker_that_died_is_submitted_again(name, request, scene, tmp_p
                   controls=makeControls(tmp_path, kind, extra, computeWorkersRead=True))
     np.testing.assert_array_equal(read_raster(out), scene["array"])
     err = capfd.readouterr().err
-    backendName = {"slurm": "SLURM", "pbs_double": "PBS", "torque": "PBS"}[name]
+    backendName = {"slurm": "SLURM", "pbs_double": "PBS", "torque": "PBS",
+                   "awsbatch": "AWS Batch"}[name]
     assert f"{backendName} job" in err and "will be computed again" in err
     assertNothingLeft(tmp_path)
     assertNoJobsLeft(name, request)

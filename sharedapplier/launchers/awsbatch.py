@@ -115,6 +115,16 @@ class AWSBatchLauncher(Launcher):
             self.record(WorkerDescription(workerID, self.backend, self.jobIDs[workerID],
                                           state="SUBMITTED"))
 
+    canResubmit = True
+
+    def resubmit(self, workerID: int, command: WorkerCommand) -> None:
+        """A job of its own for a worker whose job died, its number on its command line."""
+        request = self.jobRequest([workerID], command)
+        request["jobName"] += f"_{workerID}"
+        self.jobIDs[workerID] = self._client("batch").submit_job(**request)["jobId"]
+        self.record(WorkerDescription(workerID, self.backend, self.jobIDs[workerID],
+                                      state="SUBMITTED"))
+
     def preview(self, workerIDs: list[int], command: WorkerCommand) -> dict[str, str]:
         return {"submit_job request": json.dumps(self.jobRequest(workerIDs, command),
                                                  indent=2) + "\n"}
