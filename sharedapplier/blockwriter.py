@@ -359,6 +359,15 @@ class OutputFile:
             options = withCompressionThreads(options, self.controls.concurrency)
         return options
 
+    def compressesWhileWriting(self) -> bool:
+        """Whether GDAL compresses this file's blocks, serially, in the thread that writes
+        them: HFA's run-length coding (its default). A compressed GTiff compresses on
+        GDAL's own threads (NUM_THREADS)."""
+        if self._option("drivername") != "HFA":
+            return False
+        options = {k.upper(): v for k, v in _optionDict(self._creationOptions("HFA")).items()}
+        return options.get("COMPRESSED", "NO").upper() in ("YES", "TRUE", "ON", "1")
+
     def _create(self, layout: OutputLayout) -> None:
         drivername = self._option("drivername")
         options = self._creationOptions(drivername)
@@ -668,6 +677,15 @@ class OutputWriter:
         """Write one block of one output (each output may be written by its own thread)."""
         self.files[key].write(arr, blockDefn, record)
 
+    def wantsFileThreads(self) -> bool:
+        """Whether each output is best written by a thread of its own: with two or more
+        outputs, or one that GDAL compresses in the thread that writes it (which is then
+        not the thread that hands out and merges blocks). Not for a resumable run, whose
+        journal is written when every file has a row."""
+        if self.resumable:
+            return False
+        return len(self.files) > 1 or any(f.compressesWhileWriting()
+                                          for f in self.files.values())
 
     def close(self):
         """Close every output, in outfiles order (and a resumable run's journals go)."""

@@ -90,15 +90,31 @@ def test_each_file_is_written_by_its_own_thread_in_block_order(scene, style, tmp
     assert not [t for t in threading.enumerate() if t.name.startswith("sharedapplier-write")]
 
 
-def test_a_single_output_is_written_by_the_main_thread(scene, tmp_path, writesSeen):
-    _, infile = scene
+@pytest.mark.parametrize("driver,options,ownThread", [
+    ("GTiff", ["COMPRESS=DEFLATE", "TILED=YES", "BLOCKXSIZE=64", "BLOCKYSIZE=64"],
+     False),  # compressed on GDAL's NUM_THREADS
+    ("HFA", None, True),  # COMPRESSED=YES: run-length coded as it is written
+    ("HFA", ["COMPRESSED=NO"], False),
+    ("HFA", ["compressed=yes"], True),
+])
+def test_a_single_output_has_a_thread_of_its_own_when_gdal_compresses_as_it_writes(
+        scene, tmp_path, writesSeen, driver, options, ownThread):
+    arr, infile = scene
     infiles, outfiles = FilenameAssociations(), FilenameAssociations()
-    infiles.a, outfiles.out = infile, str(tmp_path / "one.tif")
+    infiles.a, outfiles.out = infile, str(tmp_path / "one.img")
     controls = applier.ApplierControls()
+    controls.setOutputDriverName(driver)
+    controls.setWindowSize(64, 64)
+    if options is not None:
+        controls.setCreationOptions(options)
     controls.setConcurrencyStyle(ConcurrencyStyle(**STYLES["processes"]))
     applier.apply(lambda info, inputs, outputs: setattr(outputs, "out", inputs.a),
                   infiles, outfiles, controls=controls)
-    assert {thread for thread, _, _ in writesSeen} == {threading.main_thread().ident}
+    threads = {thread for thread, _, _ in writesSeen}
+    assert len(threads) == 1
+    assert (threading.main_thread().ident not in threads) == ownThread
+    assert [block for _, _, block in writesSeen] == sorted(block for _, _, block in writesSeen)
+    np.testing.assert_array_equal(whatGdalSees(outfiles.out)["pixels"], arr[0])
 
 
 def test_a_failing_file_stops_the_run_and_leaves_nothing(scene, tmp_path, monkeypatch,

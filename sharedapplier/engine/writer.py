@@ -2,7 +2,8 @@
 
 Blocks may finish computing in any order; a computed slot waits until every block before
 it has been written, then is written from its shared-memory views and freed. With two or
-more outputs each file is written by a thread of its own (:class:`FileThreads`), still in
+more outputs, or one that GDAL compresses as it writes (HFA), each file is written by a
+thread of its own (:class:`FileThreads`), still in
 block order, and the slot is freed once every file has the block. The writer
 learns which slot holds the next block from the header, woken by the doorbell, so no
 message is needed per block. Writing in block order makes every output, statistic and
@@ -45,7 +46,7 @@ class ApplierProgress:
 
 
 class FileThreads:
-    """One writing thread per output file, for runs with two or more outputs.
+    """One writing thread per output file (see ``OutputWriter.wantsFileThreads``).
 
     GDAL releases the GIL while it writes and compresses, so files are written side by side,
     each by its own thread in block order (one thread per file: GDAL datasets are not
@@ -95,10 +96,8 @@ class OrderedWriter:
         self.written = 0
         self.layouts = None
         self.ready = None
-        # a resumable run's journal is written when every file has a row: by one thread
         self.fileThreads = (FileThreads(outputWriter, board)
-                            if len(outputWriter.files) > 1 and not outputWriter.resumable
-                            else None)
+                            if outputWriter.wantsFileThreads() else None)
         board.setWakeAt(max(1, board.nslots // 2))
 
     def setLayouts(self, layouts) -> OutputsReady:
