@@ -46,6 +46,26 @@ def test_a_slot_goes_round_its_cycle():
     assert board.slotState(slot) == FREE and board.counter(slots.BLOCKS_WRITTEN) == 1
 
 
+def test_a_dead_workers_taken_block_is_the_main_threads_to_read_and_taken_again():
+    """The last block taken by a worker that dies: after the main thread reads it again,
+    another worker takes it, where without the repair every worker would see the end."""
+    board = newBoard(2, 2)
+    for _ in range(2):
+        slot, _ = board.claimFree(READER, 1)
+        board.markReady(slot)
+    first = board.takeReady(WORKER, 1)
+    other = Party(Role.COMPUTE, 4)
+    second = board.takeReady(other, 1)
+    board.markComputed(*first)
+    assert board.reclaimComputing(Party(Role.COMPUTE, 9), 1) == []
+    assert board.reclaimComputing(other, 1) == [second]
+    slot, block = second
+    assert board.slotState(slot) == FILLING and board.slotHolder(slot) == Party(Role.MAIN, 0)
+    board.markReady(slot)
+    assert board.takeReady(WORKER, 1) == second
+    assert board.takeReady(WORKER, 1) is None  # and now the end
+
+
 def test_claiming_ends_when_every_block_has_a_slot():
     board = newBoard(4, 2)
     assert [board.claimFree(READER, 1)[1] for _ in range(2)] == [0, 1]

@@ -26,7 +26,8 @@ def scene(tmp_path_factory):
 
 class KillOnce:
     """Kill the worker computing ``block`` the first ``times`` times (a marker file per
-    death, so that every worker process sees how many there were)."""
+    death, so that every worker process sees how many there were), after spoiling the
+    block's inputs where they lie: the block must be read again, not computed from them."""
 
     def __init__(self, folder, block, times):
         self.folder, self.block, self.times = str(folder), block, times
@@ -36,6 +37,7 @@ class KillOnce:
             deaths = len([n for n in os.listdir(self.folder) if n.startswith("death")])
             if deaths < self.times:
                 open(os.path.join(self.folder, f"death{deaths}"), "w").close()
+                inputs.a += 1000
                 os.kill(os.getpid(), signal.SIGKILL)
         otherArgs.blocks = getattr(otherArgs, "blocks", 0) + 1
         outputs.out = inputs.a + 1
@@ -96,33 +98,55 @@ def test_a_block_that_kills_every_worker_stops_the_run(scene, tmp_path, no_shm_l
     assert not (tmp_path / "deadly.tif").exists()
 
 
-def test_workers_that_do_not_read_are_not_replaced(scene, tmp_path, no_shm_leak):
-    """With read threads the dead worker's inputs are gone with no reader left to read
-    them again: the run stops, naming the worker and its block."""
+@pytest.mark.parametrize("deaths", [1, 2])
+def test_a_killed_worker_fed_by_read_threads_is_replaced_and_its_block_read_again(
+        scene, tmp_path, deaths, capfd, no_shm_leak):
+    arr, infile = scene
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    out, rtn = run(tmp_path, infile, KillOnce(markers, (2, 1), deaths), "readers",
+                   computeWorkersRead=False, numReadWorkers=1)
+    assert len(os.listdir(markers)) == deaths
+    np.testing.assert_array_equal(read_raster(out)[0], arr[0] + 1)
+    err = capfd.readouterr().err
+    assert err.count("was killed by signal SIGKILL") == deaths
+    assert "ApplierBlockDefn(64, 128, 64, 64) will be computed again" in err
+    assert len(rtn.timings.getDurationsForName("restartworker")) == deaths
+
+
+def test_a_block_that_kills_every_worker_fed_by_read_threads_stops_the_run(scene, tmp_path,
+                                                                          no_shm_leak):
     _, infile = scene
     markers = tmp_path / "markers"
     markers.mkdir()
-    with pytest.raises(rioserrors.WorkerExceptionError, match="SIGKILL") as e:
-        run(tmp_path, infile, KillOnce(markers, (2, 1), 1), "readers",
-            computeWorkersRead=False, numReadWorkers=1)
-    assert "ApplierBlockDefn(64, 128, 64, 64)" in str(e.value)
+    with pytest.raises(rioserrors.WorkerExceptionError) as e:
+        run(tmp_path, infile, KillOnce(markers, (1, 3), 100), "deadly",
+            computeWorkersRead=False, numReadWorkers=2)
+    assert str(e.value).startswith(f"block ApplierBlockDefn(192, 64, 64, 64) killed "
+                                   f"{recovery.MAX_WORKERS_KILLED_BY_BLOCK} compute workers")
+    assert len(os.listdir(markers)) == recovery.MAX_WORKERS_KILLED_BY_BLOCK
+    assert not (tmp_path / "deadly.tif").exists()
 
 
-def runSubproc(tmp_path, infile, function, name):
-    """``run`` on two CW_SUBPROC workers that read, with the controls' own overviewMinDim;
-    their run folders go in tmp_path, where the tests see that none is left."""
+def runSubproc(tmp_path, infile, function, name, reads=True):
+    """``run`` on two CW_SUBPROC workers that read (or are sent what a read thread read),
+    with the controls' own overviewMinDim; their run folders go in tmp_path, where the
+    tests see that none is left."""
+    style = dict(computeWorkersRead=True) if reads else dict(computeWorkersRead=False,
+                                                             numReadWorkers=1)
     return run(tmp_path, infile, function, name, kind=CW_SUBPROC, tempdir=tmp_path,
-               overviewMinDim=None, computeWorkersRead=True)
+               overviewMinDim=None, **style)
 
 
+@pytest.mark.parametrize("reads", [True, False], ids=["reads", "sent"])
 def test_a_killed_subprocess_worker_is_replaced_by_its_launcher(scene, tmp_path, capfd,
-                                                                no_shm_leak):
+                                                                no_shm_leak, reads):
     """A remote worker (here CW_SUBPROC's) whose job died is started again by the
     launcher, and its proxy serves the new one."""
     arr, infile = scene
     markers = tmp_path / "markers"
     markers.mkdir()
-    out, rtn = runSubproc(tmp_path, infile, KillOnce(markers, (2, 1), 1), "remote")
+    out, rtn = runSubproc(tmp_path, infile, KillOnce(markers, (2, 1), 1), "remote", reads)
     np.testing.assert_array_equal(read_raster(out)[0], arr[0] + 1)
     err = capfd.readouterr().err
     assert "ApplierBlockDefn(64, 128, 64, 64) will be computed again" in err

@@ -70,9 +70,11 @@ State, and who may change it:
   in block order, which keeps statistics identical to the last bit to a run without
   workers.
 * Each worker's otherArgs copy and timers are its own until it sends ``WorkerFinished``.
-* A compute process that dies while it reads its own blocks: the main process alone moves
-  the slots it was filling to REDO (``recovery``), under the lock, and starts another
-  process under its number; ``claimFree`` hands REDO slots out before new blocks.
+* A compute process that dies: the main process alone, under the lock, moves the slots it
+  was filling (it read its own blocks) to REDO, which ``claimFree`` hands out before new
+  blocks, and takes the slots it was computing (read threads fed it) to read them again
+  itself and mark them READY (``recovery``); then it starts another process under its
+  number.
 
 Who owns what: the main process creates and unlinks every segment (names start with
 ``sa_<pid>_<random>_``) and every semaphore; compute processes attach by name, untracked,

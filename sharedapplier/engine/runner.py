@@ -262,7 +262,8 @@ class PipelinedRun:
         dies without a word is noticed within a fraction of a second.
         """
         nblocks = len(self.job.blockList)
-        watch = WorkerWatch(self.job, self.board, self.workers, self.inbox, self.timings)
+        watch = WorkerWatch(self.job, self.pool, self.board, self.workers, self.inbox,
+                            self.timings)
         wrote = False
         while not self.inbox.allFinished(len(self.workers.conns)) or \
                 self.writer.written < nblocks:

@@ -9,6 +9,9 @@ A slot goes round one cycle, each step taken by one party under the run's lock::
 
     FILLING held by a worker that died --reclaimFrom (the main process)--> REDO, which
     claimFree hands out before any new block: the same block, read and computed again.
+    COMPUTING held by a worker that died --reclaimComputing--> FILLING held by the main
+    thread, which reads the block again (the worker may have changed its inputs) and marks
+    it READY.
 
 The board keeps this table in the header segment of the :class:`~.slabpool.SlabPool` (so
 every process sees it) and the semaphores in :class:`SlotSignals`: ``free`` and ``ready``
@@ -283,6 +286,23 @@ class BoardRepairs:
         for _ in held:
             self.signals.free.release()
         return [self.slotBlock(slot) for slot in held]
+
+    def reclaimComputing(self, party: Party, lockTimeout: float) -> list[tuple[int, int]] | None:
+        """(The main process) ``party``, a worker that did not read, died computing: each
+        slot it had taken becomes the main thread's to fill again (and its block one not
+        yet taken); (slot, block) of each. None when the lock stays held."""
+        if not self.signals.lock.acquire(timeout=lockTimeout):
+            return None
+        try:
+            held = [slot for slot in range(self.nslots) if self.slotHolder(slot) == party
+                    and self.slotState(slot) == COMPUTING]
+            for slot in held:
+                self._setSlot(slot, FILLING, holder=Party(Role.MAIN, 0))
+                self.header[slot * SLOT_COLUMNS + STARTED] = 0
+                self._setCounter(BLOCKS_TAKEN, self.counter(BLOCKS_TAKEN) - 1)
+            return [(slot, self.slotBlock(slot)) for slot in held]
+        finally:
+            self.signals.lock.release()
 
 
 class SlotBoard(SlotTable, BoardRepairs):

@@ -60,12 +60,12 @@ class WorkerWatch:
     """Checks, every POLL_SECONDS (or at once when a message is due), the inbox, whether
     every worker lives, and how long the run has waited for its next block."""
 
-    def __init__(self, job, board: SlotBoard, workers, inbox: Inbox, timings):
+    def __init__(self, job, pool, board: SlotBoard, workers, inbox: Inbox, timings):
         self.job = job
         self.board = board
         self.workers = workers
         self.inbox = inbox
-        self.deaths = WorkerDeaths(job, board, workers, inbox, timings)
+        self.deaths = WorkerDeaths(job, pool, board, workers, inbox, timings)
         self.timeout = job.concurrency.computeBufferPopTimeout
         self.lastProgress = self.lastCheck = time.monotonic()
 

@@ -267,9 +267,9 @@ class ComputeProcesses:
         return describeDeath(self.started[workerID], workerID)
 
     def canReplace(self) -> bool:
-        """Whether a worker that dies can be replaced and its block computed again: when
-        workers read their own blocks, a dead worker's block is in a slot it was filling."""
-        return self.reads
+        """Whether a worker that dies can be replaced and its blocks computed again: always
+        (:mod:`.recovery` finds its blocks in the slots it held)."""
+        return True
 
     def replace(self, workerID):
         """Start another worker in place of ``workerID``, which died; its new pipe."""

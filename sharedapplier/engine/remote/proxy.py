@@ -158,11 +158,15 @@ class WorkerProxy:
         try:
             if replacement is None or not replacement.possible(self.workerID):
                 raise lost
-            blocks = self.board.reclaimFrom(Party(Role.COMPUTE, self.workerID),
-                                            recovery.LOCK_SECONDS)
-            if blocks is None:
+            party = Party(Role.COMPUTE, self.workerID)
+            blocks = self.board.reclaimFrom(party, recovery.LOCK_SECONDS)
+            sent = self.board.reclaimComputing(party, recovery.LOCK_SECONDS)
+            if blocks is None or sent is None:
                 raise lost
+            blocks += [block for _, block in sent]
             replacement.strikes.count(blocks, str(lost))
+            for slot, _ in sent:
+                self.board.markReady(slot)  # as read: the worker computed on a copy
             self.loop = None
             return replacement.start(self.workerID, blocks, str(lost).splitlines()[0])
         except (slots.StopRequested, slots.PeerGone):
@@ -225,7 +229,7 @@ class RemoteWorkers:
             cloudpickle.dumps(job), reads, 1 if style.singleBlockComputeWorkers else None,
             float(self.extra.get("heartbeatTimeout", DEFAULT_HEARTBEAT_TIMEOUT)))
         self.connected = threading.Event()
-        self.replacement = Replacement(self, reads)
+        self.replacement = Replacement(self)
         self.channel = None
         self.conns, self.proxies, self.threads = [], [], []
         for i in range(count):
@@ -357,17 +361,17 @@ class RemoteWorkers:
 
 class Replacement:
     """Starts another remote worker in place of one whose job died, where the launcher can
-    (``Launcher.canResubmit``) and workers read their own blocks (so that the dead one's
-    blocks are in slots it was filling), for the proxies of one run."""
+    (``Launcher.canResubmit``), for the proxies of one run. The dead worker's blocks are in
+    the slots it held: those it was reading are read again (REDO); those it was sent are
+    given out again as they are, since it computed on a copy."""
 
-    def __init__(self, workers: RemoteWorkers, reads: bool):
+    def __init__(self, workers: RemoteWorkers):
         self.workers = workers
-        self.reads = reads
         self.strikes = recovery.BlockStrikes(workers.job)
 
     def possible(self, workerID: int) -> bool:
         launcher = self.workers.launcher
-        return (self.reads and launcher.canResubmit and not self.workers.board.stopping
+        return (launcher.canResubmit and not self.workers.board.stopping
                 and launcher.describe(workerID).finished)
 
     def start(self, workerID: int, blocks, death: str):
