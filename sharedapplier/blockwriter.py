@@ -653,7 +653,7 @@ class OutputWriter:
                       for name, seqNum, filename in outfiles}
         self.journal = journal
         self.blocksWritten = 0 if resumption is None else resumption.blocksDone
-        self.midBlock = False
+        self.blocksInFlight = 0  # begun and not yet in every file
         self.ncols = workinggrid.getDimensions()[1]
 
     def openFiles(self, layouts: dict) -> dict:
@@ -665,10 +665,19 @@ class OutputWriter:
     def writeBlock(self, blockDefn, arrays: dict, records: dict | None = None):
         """Write one block of every output: ``arrays`` maps (name, seqNum) to arrays, and
         ``records`` to the summaries the workers made of them (None: none made)."""
-        self.midBlock = True
+        self.beginBlock()
         for key, arr in arrays.items():
             self.writeFileBlock(key, blockDefn, arr, None if records is None else records[key])
-        self.midBlock = False
+        self.endBlock(blockDefn)
+
+    def beginBlock(self) -> None:
+        """A block's writes begin (here, or on the file threads)."""
+        self.blocksInFlight += 1
+
+    def endBlock(self, blockDefn) -> None:
+        """Every file has the block: count it, and at a row's end bring a resumable run's
+        journals up to date (when no block is being written: see the file threads)."""
+        self.blocksInFlight -= 1
         self.blocksWritten += 1
         if self.journal is not None and blockDefn.left + blockDefn.ncols >= self.ncols:
             self.journal.rowDone(list(self.files.values()), self.blocksWritten)
@@ -680,10 +689,7 @@ class OutputWriter:
     def wantsFileThreads(self) -> bool:
         """Whether each output is best written by a thread of its own: with two or more
         outputs, or one that GDAL compresses in the thread that writes it (which is then
-        not the thread that hands out and merges blocks). Not for a resumable run, whose
-        journal is written when every file has a row."""
-        if self.resumable:
-            return False
+        not the thread that hands out and merges blocks)."""
         return len(self.files) > 1 or any(f.compressesWhileWriting()
                                           for f in self.files.values())
 
@@ -709,7 +715,7 @@ class OutputWriter:
         """Keep a resumable run's outputs, with journals naming every block written (unless
         the run stopped part way through writing a block: then the last commit stands)."""
         files = [f for f in self.files.values() if f.ds is not None]
-        if files and not self.midBlock:
+        if files and not self.blocksInFlight:
             with contextlib.suppress(Exception):  # the failure that got us here is the news
                 self.journal.commit(files, self.blocksWritten)
         for outfile in self.files.values():

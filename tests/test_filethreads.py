@@ -28,8 +28,9 @@ def threeOutputs(info, inputs, outputs):
     outputs.raw = (inputs.a.astype(np.float32) / 3)
 
 
-def runThree(tmp_path, infile, style, prefix):
+def runThree(tmp_path, infile, style, prefix, resumable=False):
     controls = applier.ApplierControls()
+    controls.setResumable(resumable)
     controls.setWindowSize(64, 64)
     controls.setOutputDriverName("GTiff")
     controls.setOutputDriverName("HFA", imagename="hfa")
@@ -71,13 +72,15 @@ def writesSeen(monkeypatch):
     return seen
 
 
+@pytest.mark.parametrize("resumable", [False, True], ids=["", "resumable"])
 @pytest.mark.parametrize("style", ["threads", "processes"])
-def test_each_file_is_written_by_its_own_thread_in_block_order(scene, style, tmp_path,
-                                                               writesSeen, no_shm_leak):
+def test_each_file_is_written_by_its_own_thread_in_block_order(scene, style, resumable,
+                                                               tmp_path, writesSeen,
+                                                               no_shm_leak):
     arr, infile = scene
     truth = runThree(tmp_path, infile, "none", "none")
     del writesSeen[:]  # CW_NONE's writes are the main thread's: not these threads
-    mine = runThree(tmp_path, infile, style, style)
+    mine = runThree(tmp_path, infile, style, style, resumable)
     for name in OUTPUTS:
         assertSameAsGdalSees(whatGdalSees(mine[name]), whatGdalSees(truth[name]))
         writes = [(thread, block) for thread, output, block in writesSeen if output == name]

@@ -50,7 +50,9 @@ class FileThreads:
 
     GDAL releases the GIL while it writes and compresses, so files are written side by side,
     each by its own thread in block order (one thread per file: GDAL datasets are not
-    shared between threads). A block's slot goes back only once every file has it.
+    shared between threads). A block's slot goes back only once every file has it. The
+    writer queues a batch of blocks at once, except in a resumable run, whose journal is
+    brought up to date between two blocks: it queues one block at a time.
     """
 
     def __init__(self, outputWriter, board: SlotBoard):
@@ -121,10 +123,15 @@ class OrderedWriter:
         per block.
         """
         batch = self.board.computedRun(self.written)
-        writes = [self._write(slot, self.written + i) for i, slot in enumerate(batch)]
-        for slot, futures in zip(batch, writes, strict=True):
+        # a resumable run's journal commits between two blocks: its files write one at a time
+        ahead = not self.outputWriter.resumable
+        writes = [self._write(slot, self.written + i) for i, slot in enumerate(batch)] \
+            if ahead else []
+        for i, slot in enumerate(batch):
+            futures = writes[i] if ahead else self._write(slot, self.written)
             if futures:
                 self.fileThreads.wait(futures)
+                self.outputWriter.endBlock(self.job.blockList[self.written])
             self.written += 1
             self.board.handBack(slot, self.written)
             self.progress.update(self.written)
@@ -135,6 +142,7 @@ class OrderedWriter:
         blockDefn = self.job.blockList[blockIndex]
         views = self.pool.outputViews(slot, self.job.outputShapes(blockDefn, self.layouts))
         if self.fileThreads is not None:
+            self.outputWriter.beginBlock()
             return self.fileThreads.submit(blockDefn, views, self._records(slot))
         self.outputWriter.writeBlock(blockDefn, views, self._records(slot))
         return []
