@@ -6,6 +6,8 @@ import argparse
 import importlib.util
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import calc as calccmd
@@ -144,6 +146,72 @@ def versionText() -> str:
 
 
 
+@dataclass(frozen=True)
+class Subcommand:
+    """One subcommand of the console script, as ``--help`` lists it."""
+
+    name: str
+    help: str
+    description: str
+    addArguments: Callable[[argparse.ArgumentParser], None]
+    parserOptions: dict = field(default_factory=dict)
+
+
+DEMO_DESCRIPTION = (
+    "Generate a synthetic multi-band scene, compute NDVI and its 3x3 median block by block, "
+    "once with CW_PROCESSES (one compute process per usable CPU) and once with CW_NONE, "
+    "print both timing reports and check that the two outputs are identical.")
+CLEANUP_DESCRIPTION = (
+    "Remove what sharedapplier runs whose process no longer exists (killed with SIGKILL, "
+    "say) left behind: shared-memory segments (/dev/shm/sa_<pid>_...), folders of temporary "
+    "files, remote run directories (with the channel's key file and the workers' logs) and "
+    "unfinished outputs, as each run's record (in $SHAREDAPPLIER_RUN_RECORDS, else "
+    "~/.local/state/sharedapplier/runs) lists them. What live runs and other hosts' runs "
+    "made is never touched.")
+
+
+def _addDemoArguments(demo) -> None:
+    demo.add_argument("--outdir", default="demo-output",
+                      help="folder for the scene and outputs (default: ./demo-output)")
+    demo.add_argument("--size", type=int, default=3000,
+                      help="rows and columns of the square scene (default: 3000)")
+    demo.add_argument("--workers", type=int, default=None,
+                      help="compute worker processes for the CW_PROCESSES run (default: the "
+                           "CPUs this process may use)")
+
+
+def _addCleanupArguments(cleanup) -> None:
+    cleanup.add_argument("--dry-run", action="store_true",
+                         help="only list what would be removed")
+
+
+def _addBenchArguments(bench) -> None:
+    bench.add_argument("args", nargs="*", metavar="ARG", help="arguments for perf/bench.py")
+
+
+def subcommands() -> list[Subcommand]:
+    """Every subcommand, in the order ``--help`` lists them."""
+    return [
+        Subcommand("demo", "make a synthetic scene and process it with CW_PROCESSES and "
+                   "CW_NONE", DEMO_DESCRIPTION, _addDemoArguments),
+        Subcommand("cleanup", "remove what runs that died left behind", CLEANUP_DESCRIPTION,
+                   _addCleanupArguments),
+        Subcommand("calc", "compute a numpy expression over rasters, block by block (like "
+                   "gdal_calc.py)", calccmd.DESCRIPTION, calccmd.addCalcArguments,
+                   {"epilog": calccmd.epilog(),
+                    "formatter_class": argparse.RawDescriptionHelpFormatter}),
+        Subcommand("jobscript", "print the job script a batch kind would submit, without "
+                   "submitting", jobscript.DESCRIPTION, jobscript.addArguments),
+        Subcommand("computeworker", "run one remote compute worker (started by the batch "
+                   "launchers)", computeworker.DESCRIPTION, computeworker.addArguments),
+        Subcommand("calcstats", "compute and store pyramids, statistics and histograms (as "
+                   "rioscalcstats)", stats.CALCSTATS_DESCRIPTION, stats.addCalcstatsArguments),
+        Subcommand("printstats", "print stored statistics (as riosprintstats)",
+                   stats.PRINTSTATS_DESCRIPTION, stats.addPrintstatsArguments),
+        Subcommand("bench", BENCH_HELP, BENCH_HELP, _addBenchArguments, {"add_help": False}),
+    ]
+
+
 def buildParser():
     """The console script's parser, and the subcommands' own parsers by name."""
     parser = argparse.ArgumentParser(
@@ -154,64 +222,13 @@ def buildParser():
                         help="print the version of sharedapplier and of the RIOS release "
                              "whose behaviour it follows, then exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    _addDemoParser(sub)
-    _addCleanupParser(sub)
-    calcParser = sub.add_parser(
-        "calc", help="compute a numpy expression over rasters, block by block (like "
-        "gdal_calc.py)", description=calccmd.DESCRIPTION, epilog=calccmd.epilog(),
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    calccmd.addCalcArguments(calcParser)
-
-    script = sub.add_parser("jobscript", help="print the job script a batch kind would "
-                            "submit, without submitting", description=jobscript.DESCRIPTION)
-    jobscript.addArguments(script)
-
-    worker = sub.add_parser("computeworker", help="run one remote compute worker (started "
-                            "by the batch launchers)", description=computeworker.DESCRIPTION)
-    computeworker.addArguments(worker)
-
-    calc = sub.add_parser("calcstats", help="compute and store pyramids, statistics and "
-                          "histograms (as rioscalcstats)",
-                          description=stats.CALCSTATS_DESCRIPTION)
-    stats.addCalcstatsArguments(calc)
-
-    prt = sub.add_parser("printstats", help="print stored statistics (as riosprintstats)",
-                         description=stats.PRINTSTATS_DESCRIPTION)
-    stats.addPrintstatsArguments(prt)
-
-    bench = sub.add_parser("bench", help=BENCH_HELP, description=BENCH_HELP, add_help=False)
-    bench.add_argument("args", nargs="*", metavar="ARG", help="arguments for perf/bench.py")
-    return parser, {"calc": calcParser, "calcstats": calc, "printstats": prt, "bench": bench}
-
-
-def _addDemoParser(sub) -> None:
-    demo = sub.add_parser(
-        "demo", help="make a synthetic scene and process it with CW_PROCESSES and CW_NONE",
-        description="Generate a synthetic multi-band scene, compute NDVI and its 3x3 median "
-                    "block by block, once with CW_PROCESSES (one compute process per usable "
-                    "CPU) and once with CW_NONE, print both timing reports and check that the "
-                    "two outputs are identical.")
-    demo.add_argument("--outdir", default="demo-output",
-                      help="folder for the scene and outputs (default: ./demo-output)")
-    demo.add_argument("--size", type=int, default=3000,
-                      help="rows and columns of the square scene (default: 3000)")
-    demo.add_argument("--workers", type=int, default=None,
-                      help="compute worker processes for the CW_PROCESSES run (default: the "
-                           "CPUs this process may use)")
-
-
-def _addCleanupParser(sub) -> None:
-    cleanup = sub.add_parser(
-        "cleanup", help="remove what runs that died left behind",
-        description="Remove what sharedapplier runs whose process no longer exists (killed "
-                    "with SIGKILL, say) left behind: shared-memory segments "
-                    "(/dev/shm/sa_<pid>_...), folders of temporary files, remote run "
-                    "directories (with the channel's key file and the workers' logs) and "
-                    "unfinished outputs, as each run's record "
-                    "(in $SHAREDAPPLIER_RUN_RECORDS, else ~/.local/state/sharedapplier/runs) "
-                    "lists them. What live runs and other hosts' runs made is never touched.")
-    cleanup.add_argument("--dry-run", action="store_true",
-                         help="only list what would be removed")
+    parsers = {}
+    for command in subcommands():
+        parsers[command.name] = sub.add_parser(command.name, help=command.help,
+                                               description=command.description,
+                                               **command.parserOptions)
+        command.addArguments(parsers[command.name])
+    return parser, parsers
 
 
 def main(argv=None) -> int:
