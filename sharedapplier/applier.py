@@ -6,6 +6,7 @@ controls ask for. Every name a RIOS script reaches through ``rios.applier`` is h
 """
 from __future__ import annotations
 
+import logging
 import os
 import queue  # noqa: F401 - RIOS exposes these modules on applier
 import signal  # noqa: F401
@@ -79,6 +80,8 @@ from .structures import (  # noqa: F401
     Timers,
     WorkerErrorRecord,
 )
+
+logger = logging.getLogger(__name__)
 
 _FOOTPRINT_NAMES = {INTERSECTION: "INTERSECTION", UNION: "UNION",
                     BOUNDS_FROM_REFERENCE: "BOUNDS_FROM_REFERENCE"}
@@ -163,8 +166,8 @@ def _journalFor(userFunction, infiles, outfiles, workinggrid, controls, nblocks)
     if resumption is None:
         journal.Journal.remove(filename for _, _, filename in outfiles)
     else:
-        print(f"sharedapplier: resuming: {resumption.blocksDone} of {nblocks} blocks were "
-              "written by an earlier run of these outputs", file=sys.stderr)
+        logger.warning(f"sharedapplier: resuming: {resumption.blocksDone} of {nblocks} blocks "
+                       "were written by an earlier run of these outputs")
     return journal.Journal(fingerprint, nblocks), resumption
 
 
@@ -263,8 +266,8 @@ def makeBlockList(workinggrid, controls) -> list[ApplierBlockDefn]:
 
 
 def reportWorkerException(exceptionRecord: WorkerErrorRecord) -> None:
-    """Print a worker's error record (where it failed, and its traceback) to stderr."""
-    print(exceptionRecord, file=sys.stderr)
+    """Log a worker's error record (where it failed, and its traceback) as an error."""
+    logger.error("%s", exceptionRecord)
 
 
 apply_singleCompute = rioserrors.notProvided(

@@ -14,8 +14,8 @@ Two halves, usable apart:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
-import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -39,6 +39,8 @@ from .cpus import usableCpuCount
 from .imageio import GdalErrorsAs, gdalTypeOf, writeWindow
 from .journal import Journal, Resumption, journalPath
 from .structures import CW_PROCESSES, CW_THREADS
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -278,11 +280,11 @@ def checkForNanOrInf(arr: numpy.ndarray, filename: str) -> None:
 
 
 def warnNanOrInf(filename: str) -> None:
-    """Print the warning that ``filename`` holds NaN or infinities, if it was noted, and
+    """Log the warning that ``filename`` holds NaN or infinities, if it was noted, and
     forget it."""
     if filename in nanWarningFiles:
         nanWarningFiles.discard(filename)
-        print(f"WARNING: Output file {filename} contains NaN, Inf or -Inf", file=sys.stderr)
+        logger.warning(f"WARNING: Output file {filename} contains NaN, Inf or -Inf")
 
 
 def checkOutputWritable(filename):
@@ -598,8 +600,7 @@ def addAutoColorTable(filename, colorType):
             try:
                 band.SetRasterColorTable(table)
             except RuntimeError as e:
-                print(f"Warning: cannot add a colour table to '{filename}': {e}",
-                      file=sys.stderr)
+                logger.warning(f"Warning: cannot add a colour table to '{filename}': {e}")
     finally:
         ds = None
 

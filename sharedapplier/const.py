@@ -2,8 +2,11 @@
 
 The environment variables of RIOS (``RIOS_DFLT_*``) are read once, at import time.
 """
+import logging
 import os
 import sys
+
+logger = logging.getLogger(__name__)
 
 INTERSECTION = 0
 UNION = 1
@@ -40,8 +43,8 @@ def setDefaultDriver():
             dfltDriverOptions[key[len(prefix):]] = value.split()
     for key in _OBSOLETE_ENV_VARS:
         if key in os.environ:
-            print(f"WARNING: environment variable {key} is obsolete; use "
-                  "ConcurrencyStyle(computeWorkerExtraParams=...) instead", file=sys.stderr)
+            logger.warning(f"WARNING: environment variable {key} is obsolete; use "
+                           "ConcurrencyStyle(computeWorkerExtraParams=...) instead")
 
 
 def creationOptionsForDriver(drivername):

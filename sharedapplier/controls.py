@@ -3,6 +3,7 @@
 Setters only store; :meth:`ApplierControls.checkAgainstFiles` validates them against the
 files at the start of :func:`sharedapplier.applier.apply`.
 """
+import logging
 import sys
 from typing import Any
 
@@ -18,6 +19,8 @@ from .structures import (
     CW_THREADS,
     ConcurrencyStyle,
 )
+
+logger = logging.getLogger(__name__)
 
 # RIOS 1.x job manager names (setJobManagerType) -> the compute-worker kind doing that work
 OLD_JOB_MANAGER_KINDS = {
@@ -318,8 +321,8 @@ class ApplierControls:
         for name in vars(outfiles):
             approx = self.getOptionForImagename("approxStats", name)
             if approx and self.getOptionForImagename("thematic", name):
-                print(f"Warning: approximate statistics for thematic output '{name}' may "
-                      "give a wrong histogram", file=sys.stderr)
+                logger.warning(f"Warning: approximate statistics for thematic output "
+                               f"'{name}' may give a wrong histogram")
             if approx and self.getOptionForImagename("omitPyramids", name):
                 raise ValueError(
                     f"Output '{name}': approxStats needs pyramid layers; do not combine "

@@ -23,9 +23,9 @@ different runs. A run that ends well removes its journals.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import pickle
-import sys
 import time
 from dataclasses import dataclass, replace
 
@@ -34,6 +34,8 @@ JOURNAL_SUFFIX = ".sa-journal"
 # a close and an open of every output. $SHAREDAPPLIER_JOURNAL_SECONDS overrides it.
 JOURNAL_SECONDS = 5.0
 JOURNAL_SECONDS_ENV = "SHAREDAPPLIER_JOURNAL_SECONDS"
+
+logger = logging.getLogger(__name__)
 
 
 def journalPath(filename: str) -> str:
@@ -119,7 +121,7 @@ class Resumption:
     entries: dict
 
 
-def findResumption(outfiles, fingerprint: dict, out=sys.stderr) -> Resumption | None:
+def findResumption(outfiles, fingerprint: dict) -> Resumption | None:
     """The run to go on from, if every output has a journal of this very run; otherwise
     None, saying why when there were journals."""
     entries, missing = {}, []
@@ -132,23 +134,23 @@ def findResumption(outfiles, fingerprint: dict, out=sys.stderr) -> Resumption | 
     if not entries:
         return None
     if missing:
-        return _startAgain(f"no journal of output(s) {', '.join(missing)}", out)
+        return _startAgain(f"no journal of output(s) {', '.join(missing)}")
     common = set.intersection(*(set(entry.commits()) for entry in entries.values()))
     if not common:
-        return _startAgain("its outputs' journals name different blocks", out)
+        return _startAgain("its outputs' journals name different blocks")
     blocksDone = max(common)
     chosen = {key: entry.commits()[blocksDone] for key, entry in entries.items()}
     for entry in chosen.values():
         differs = [part for part, digest in fingerprint.items()
                    if entry.fingerprint.get(part) != digest]
         if differs:
-            return _startAgain(f"its {', '.join(differs)} differ from this run's", out)
+            return _startAgain(f"its {', '.join(differs)} differ from this run's")
     return Resumption(blocksDone, chosen)
 
 
-def _startAgain(why: str, out) -> None:
-    print(f"sharedapplier: an earlier run of these outputs cannot be resumed ({why}); "
-          "starting again", file=out)
+def _startAgain(why: str) -> None:
+    logger.warning(f"sharedapplier: an earlier run of these outputs cannot be resumed ({why}); "
+                   "starting again")
     return None
 
 

@@ -4,8 +4,10 @@ Every error we raise on purpose derives from :class:`RiosError`, so a caller can
 them all at once; the message names the file, option or output involved and the fix.
 """
 import inspect
-import sys
+import logging
 import warnings
+
+logger = logging.getLogger(__name__)
 
 
 class RiosError(Exception):
@@ -175,7 +177,7 @@ deprecationAlreadyWarned = set()
 
 
 def deprecationWarning(msg, stacklevel=2):
-    """Print a deprecation warning to stderr, once per call site.
+    """Log a deprecation warning (seen on stderr by default), once per call site.
 
     The call site is the frame ``stacklevel`` levels above this function.
     """
@@ -189,7 +191,7 @@ def deprecationWarning(msg, stacklevel=2):
     if location in deprecationAlreadyWarned:
         return
     deprecationAlreadyWarned.add(location)
-    print(f"{location[0]} (line {location[1]}):\n    WARNING: {msg}", file=sys.stderr)
+    logger.warning(f"{location[0]} (line {location[1]}):\n    WARNING: {msg}")
 
 
 deprecatedNamesWarned = set()
@@ -198,7 +200,7 @@ deprecatedNamesWarned = set()
 def deprecatedNameWarning(name: str, advice: str, stacklevel: int = 2) -> None:
     """Warn that the RIOS 1.x name ``name`` was used, once per process for each name.
 
-    The warning is printed at the caller's line as :func:`deprecationWarning` prints it, and
+    The warning is logged at the caller's line as :func:`deprecationWarning` logs it, and
     is also issued as a Python ``DeprecationWarning``, which warning filters and test runners
     see. ``stacklevel`` counts as in :func:`deprecationWarning`: 2 is the line that called
     the function that called this one.

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import secrets
 import shutil
 import socket
-import sys
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,6 +30,8 @@ import psutil
 
 RECORDS_ENV = "SHAREDAPPLIER_RUN_RECORDS"
 RECORD_SUFFIX = ".json"
+
+logger = logging.getLogger(__name__)
 
 
 def recordsFolder() -> Path:
@@ -137,9 +139,9 @@ _warnedFolders: set = set()
 def _warnUnwritable(folder: Path, error: OSError) -> None:
     if folder not in _warnedFolders:
         _warnedFolders.add(folder)
-        print(f"sharedapplier: warning: cannot keep run records in {folder} ({error}); "
-              f"set {RECORDS_ENV} to a writable folder so that 'sharedapplier cleanup' can "
-              "find what a killed run leaves", file=sys.stderr)
+        logger.warning(f"sharedapplier: warning: cannot keep run records in {folder} "
+                       f"({error}); set {RECORDS_ENV} to a writable folder so that "
+                       "'sharedapplier cleanup' can find what a killed run leaves")
 
 
 def readRecords(folder: Path | None = None) -> dict[Path, RunLeftovers]:

@@ -1,4 +1,5 @@
 """Shared pytest fixtures: real raster files written by GDAL, and a /dev/shm leak check."""
+import logging
 import os
 
 import numpy as np
@@ -76,6 +77,18 @@ def runRecordsFolder(tmp_path_factory):
         os.environ.pop("SHAREDAPPLIER_RUN_RECORDS", None)
     else:
         os.environ["SHAREDAPPLIER_RUN_RECORDS"] = previous
+
+
+@pytest.fixture(scope="session", autouse=True)
+def messagesOnStderr():
+    """The ``sharedapplier`` logger's messages reach stderr, as for a user who has configured
+    no logging: pytest's log capture puts handlers on the root logger, which keeps Python's
+    last-resort handler from printing them, so it is attached here (it writes to whatever
+    sys.stderr is then, which capsys and capfd read)."""
+    logger = logging.getLogger("sharedapplier")
+    logger.addHandler(logging.lastResort)
+    yield
+    logger.removeHandler(logging.lastResort)
 
 
 @pytest.fixture

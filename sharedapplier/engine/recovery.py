@@ -18,7 +18,7 @@ otherArgs, so the blocks the dead worker finished before dying are not in any co
 """
 from __future__ import annotations
 
-import sys
+import logging
 import threading
 from collections import defaultdict
 
@@ -32,6 +32,8 @@ MAX_WORKERS_KILLED_BY_BLOCK = 3
 # How long to wait for the slot table's lock after a death: longer means the dead worker
 # held it, and no slot can move again.
 LOCK_SECONDS = 5.0
+
+logger = logging.getLogger(__name__)
 
 
 class BlockStrikes:
@@ -60,9 +62,10 @@ class BlockStrikes:
 
 def warnReplaced(job, workerID: int, death: str, blocks) -> None:
     again = ", ".join(repr(job.blockList[b]) for b in blocks) or "no block"
-    print(f"sharedapplier: warning: {death}; {again} will be computed again, and a new "
-          f"compute worker {workerID} has started. Its otherArgs copy starts afresh: the "
-          "blocks the dead worker finished are in no copy of otherArgsList", file=sys.stderr)
+    logger.warning(f"sharedapplier: warning: {death}; {again} will be computed again, and a "
+                   f"new compute worker {workerID} has started. Its otherArgs copy starts "
+                   "afresh: the blocks the dead worker finished are in no copy of "
+                   "otherArgsList")
 
 
 class WorkerDeaths:

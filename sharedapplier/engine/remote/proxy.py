@@ -17,6 +17,7 @@ worker over the channel::
 """
 from __future__ import annotations
 
+import logging
 import shutil
 import socket
 import sys
@@ -48,6 +49,8 @@ JOB_END_GRACE_SECONDS = 10.0
 # After cancelling, how long to wait for the scheduler to say every job has ended (it stops
 # jobs asynchronously: a terminated job runs on until its process has gone).
 CANCEL_CONFIRM_SECONDS = 15.0
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -275,10 +278,9 @@ class RemoteWorkers:
             self.launcher.cancel()
             live = self._liveJobsAfter(CANCEL_CONFIRM_SECONDS)
             if live:
-                print(f"sharedapplier: warning: {len(live)} compute job(s) had not ended "
-                      f"{CANCEL_CONFIRM_SECONDS:.0f} s after being cancelled: "
-                      + "; ".join(self.launcher.describe(i).identity() for i in live),
-                      file=sys.stderr)
+                logger.warning(f"sharedapplier: warning: {len(live)} compute job(s) had not "
+                               f"ended {CANCEL_CONFIRM_SECONDS:.0f} s after being cancelled: "
+                               + "; ".join(self.launcher.describe(i).identity() for i in live))
         finally:
             if self.channel is not None:
                 self.channel.shutdown()
@@ -305,9 +307,9 @@ class RemoteWorkers:
             address.writeFile(str(addressFile))
         command = self.launcher.workerCommand(address, addressFile)
         if "--channaddr" in command.base:
-            print("sharedapplier: warning: haveSharedTemp=False puts the channel key on the "
-                  "workers' command line, where other users of the machine may see it",
-                  file=sys.stderr)
+            logger.warning("sharedapplier: warning: haveSharedTemp=False puts the channel key "
+                           "on the workers' command line, where other users of the machine "
+                           "may see it")
         return command
 
     # --- one proxy's thread ----------------------------------------------------------
@@ -354,9 +356,9 @@ class RemoteWorkers:
                 f"{desc.identity()}, {desc.status()}. Try increasing "
                 f"computeBarrierTimeout (current value = {timeout}) in the "
                 "ConcurrencyStyle, or check the queue")
-        print(f"sharedapplier: warning: compute worker {i} ({desc.identity()}) has not "
-              f"started after {timeout} s ({desc.status()}); carrying on with the workers "
-              "that did", file=sys.stderr)
+        logger.warning(f"sharedapplier: warning: compute worker {i} ({desc.identity()}) has "
+                       f"not started after {timeout} s ({desc.status()}); carrying on with the "
+                       "workers that did")
 
 
 class Replacement:

@@ -7,6 +7,7 @@ process informed and ends this process if the main process has gone.
 """
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
@@ -30,6 +31,9 @@ from .link import HEARTBEAT_SECONDS
 MAIN_SILENCE_SECONDS = 120.0
 # Exit status of a worker that ends because its main process has gone.
 WORKER_ORPHANED_STATUS = 3
+
+# Its messages reach the job log through stderr (Python's last-resort handler).
+logger = logging.getLogger(__name__)
 
 
 def workerIdentity() -> dict:
@@ -97,8 +101,7 @@ class MainLink:
             except OSError:
                 if self.stopped.is_set():
                     return
-                print("sharedapplier computeworker: the main process has gone; exiting",
-                      file=sys.stderr, flush=True)
+                logger.error("sharedapplier computeworker: the main process has gone; exiting")
                 os._exit(WORKER_ORPHANED_STATUS)
 
 
@@ -151,8 +154,7 @@ def runRemoteWorker(address: ChannelAddress, workerID: int) -> int:
         sizeReadCache(job)
         _computeBlocks(link, job, workerID, start.reads)
     except (EOFError, OSError) as e:
-        print(f"sharedapplier computeworker {workerID}: lost the main process: {e}",
-              file=sys.stderr)
+        logger.error(f"sharedapplier computeworker {workerID}: lost the main process: {e}")
         return 1
     finally:
         link.close()
