@@ -273,16 +273,9 @@ class BoardRepairs:
         """(The main process) ``party`` died: every block it was reading and computing goes
         back on the board, to be read and computed again; those blocks. None when the lock
         stays held (``party`` died holding it, and nobody can move a slot any more)."""
-        if not self.signals.lock.acquire(timeout=lockTimeout):
+        held = self._moveHeld(party, FILLING, REDO, None, lockTimeout)
+        if held is None:
             return None
-        try:
-            held = [slot for slot in range(self.nslots) if self.slotHolder(slot) == party
-                    and self.slotState(slot) == FILLING]
-            for slot in held:
-                self._setSlot(slot, REDO)
-                self.header[slot * SLOT_COLUMNS + STARTED] = 0
-        finally:
-            self.signals.lock.release()
         for _ in held:
             self.signals.free.release()
         return [self.slotBlock(slot) for slot in held]
@@ -291,16 +284,24 @@ class BoardRepairs:
         """(The main process) ``party``, a worker that did not read, died computing: each
         slot it had taken becomes the main thread's to fill again (and its block one not
         yet taken); (slot, block) of each. None when the lock stays held."""
+        held = self._moveHeld(party, COMPUTING, FILLING, Party(Role.MAIN, 0), lockTimeout)
+        return None if held is None else [(slot, self.slotBlock(slot)) for slot in held]
+
+    def _moveHeld(self, party, state, newState, newHolder, lockTimeout) -> list[int] | None:
+        """Under the lock, move ``party``'s slots in ``state`` to ``newState`` (a block
+        taken but no longer computing is one not yet taken); the slots, or None when the
+        lock stays held."""
         if not self.signals.lock.acquire(timeout=lockTimeout):
             return None
         try:
             held = [slot for slot in range(self.nslots) if self.slotHolder(slot) == party
-                    and self.slotState(slot) == COMPUTING]
+                    and self.slotState(slot) == state]
             for slot in held:
-                self._setSlot(slot, FILLING, holder=Party(Role.MAIN, 0))
+                self._setSlot(slot, newState, holder=newHolder)
                 self.header[slot * SLOT_COLUMNS + STARTED] = 0
-                self._setCounter(BLOCKS_TAKEN, self.counter(BLOCKS_TAKEN) - 1)
-            return [(slot, self.slotBlock(slot)) for slot in held]
+                if state == COMPUTING:
+                    self._setCounter(BLOCKS_TAKEN, self.counter(BLOCKS_TAKEN) - 1)
+            return held
         finally:
             self.signals.lock.release()
 

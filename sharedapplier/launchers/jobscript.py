@@ -60,6 +60,12 @@ def optionLines(prefix: str, options) -> list[str]:
     return lines
 
 
+def resourceLines(prefix: str, options) -> list[str]:
+    """Header lines of the typed options a user gave: ``(flag, value)`` pairs, a value of
+    None left out, each line ``prefix flag+value``."""
+    return [f"{prefix} {flag}{value}" for flag, value in options if value is not None]
+
+
 def runCommand(argv: list[str], what: str, check: bool = True,
                cwd=None) -> subprocess.CompletedProcess:
     """Run a scheduler command; JobMgrError with its output if it fails."""

@@ -11,7 +11,14 @@ import re
 
 from .. import rioserrors
 from .base import Launcher, WorkerCommand, WorkerDescription
-from .jobscript import SCRIPT_PARAMS, jobScriptText, optionLines, runCommand, writeJobScript
+from .jobscript import (
+    SCRIPT_PARAMS,
+    jobScriptText,
+    optionLines,
+    resourceLines,
+    runCommand,
+    writeJobScript,
+)
 
 JOB_ID = re.compile(r"^\s*(\d+(?:\[\d*\])?(?:\.[\w.-]+)?)\s*$")
 # qstat's single-letter states; F (PBS Pro) and C (Torque) are final
@@ -76,10 +83,10 @@ class PBSLauncher(Launcher):
 
     def _resourceLines(self) -> list[str]:
         given = self.resources
-        options = [("-q ", given.queue), ("-l walltime=", given.wallClock()),
-                   ("-l mem=", given.memoryMiB and f"{given.memoryMiB}mb"),
-                   ("-l ncpus=", given.cpusPerWorker)]
-        return [f"#PBS {flag}{value}" for flag, value in options if value is not None]
+        return resourceLines("#PBS", [
+            ("-q ", given.queue), ("-l walltime=", given.wallClock()),
+            ("-l mem=", given.memoryMiB and f"{given.memoryMiB}mb"),
+            ("-l ncpus=", given.cpusPerWorker)])
 
     canResubmit = True
 

@@ -15,6 +15,7 @@ from .jobscript import (
     jobScriptText,
     optionLines,
     parseKeyValues,
+    resourceLines,
     runCommand,
     writeJobScript,
 )
@@ -75,10 +76,10 @@ class SlurmLauncher(Launcher):
 
     def _resourceLines(self) -> list[str]:
         given = self.resources
-        options = [("--partition", given.queue), ("--time", given.wallClock()),
-                   ("--mem", given.memoryMiB and f"{given.memoryMiB}M"),
-                   ("--cpus-per-task", given.cpusPerWorker)]
-        return [f"#SBATCH {flag}={value}" for flag, value in options if value is not None]
+        return resourceLines("#SBATCH", [
+            ("--partition=", given.queue), ("--time=", given.wallClock()),
+            ("--mem=", given.memoryMiB and f"{given.memoryMiB}M"),
+            ("--cpus-per-task=", given.cpusPerWorker)])
 
     def resubmit(self, workerID: int, command: WorkerCommand) -> None:
         task = self.workerIDs.index(workerID)
