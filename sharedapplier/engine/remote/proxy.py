@@ -196,6 +196,7 @@ class WorkerProxy:
         link.send(msg.NoMoreBlocks())
         finished = link.expect(msg.WorkerFinished)
         self.finishedCleanly = True
+        finished.timers.merge(self.state.timings)  # this side's reading, copying, summaries
         self.pipe.send(msg.WorkerFinished(self.workerID, finished.timers,
                                           finished.otherArgsBytes))
 
