@@ -91,6 +91,23 @@ def messagesOnStderr():
     logger.removeHandler(logging.lastResort)
 
 
+LEFTOVER_PREFIXES = ("rios_", "sharedapplier_run_")
+
+
+def _leftovers() -> set:
+    return {n for n in os.listdir(".") if n.startswith(LEFTOVER_PREFIXES)}
+
+
+@pytest.fixture(autouse=True)
+def nothingLeftInWorkingDirectory():
+    """Fail the test that leaves a run's temporary folder (``rios_*``) or run directory in
+    the working directory, where a run whose controls name no tempdir puts them."""
+    before = _leftovers()
+    yield
+    left = _leftovers() - before
+    assert not left, f"left behind in {os.getcwd()}: {sorted(left)}"
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)

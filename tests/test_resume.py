@@ -68,8 +68,17 @@ def runScript(text, folder, slow=None, **kwargs):
         env["SLOW"] = str(slow)
     path = folder / "job.py"
     path.write_text(text)
-    return subprocess.Popen([sys.executable, str(path)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen([sys.executable, str(path)], env=env, cwd=folder,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def cleanedUp(folder, midRun=True):
+    """Run ``sharedapplier cleanup`` after a kill: the temporary folder (``rios_*``, in the
+    working directory, as no tempdir is set) that a SIGKILL ``midRun`` left is gone."""
+    if midRun:
+        assert list(folder.glob("rios_*")), "a killed run leaves its temporary folder"
+    assert cmdmain.main(["cleanup"]) == 0
+    return not list(folder.glob("rios_*"))
 
 
 def journalBlocks(folder):
@@ -128,7 +137,8 @@ def test_an_interrupted_run_resumes_to_the_same_outputs(scene, tmp_path, style, 
     assert 12 <= committed < NBLOCKS
     if signum == signal.SIGKILL:
         assert committed % 6 == 0  # rows as they complete; SIGTERM commits what was written
-    assert cmdmain.main(["cleanup"]) == 0  # leaves a resumable run's outputs alone
+    # SIGTERM lets the run remove its own temporary folder; cleanup leaves the outputs alone
+    assert cleanedUp(folder, midRun=signum == signal.SIGKILL)
     assert (folder / "out.tif").exists() and (folder / "out.img").exists()
     resumedFrom, blocks, err = finished(runScript(script(scene, folder, style), folder))
     assert resumedFrom == committed and blocks == NBLOCKS - committed
@@ -175,6 +185,7 @@ def test_a_different_run_starts_again(scene, tmp_path):
     folder = tmp_path / "changed"
     folder.mkdir()
     interrupt(scene, folder, "none", signal.SIGKILL)
+    assert cleanedUp(folder)
     changed = script(scene, folder, "none", offset=2)  # another user function
     resumedFrom, blocks, err = finished(runScript(changed, folder))
     assert (resumedFrom, blocks) == (0, NBLOCKS)
@@ -195,6 +206,7 @@ def test_without_setResumable_a_killed_run_starts_again(scene, tmp_path):
     proc.kill()
     proc.communicate(timeout=30)
     assert not list(folder.glob("*" + journal.JOURNAL_SUFFIX))
+    assert cleanedUp(folder, midRun=False)
     resumedFrom, blocks, _ = finished(runScript(script(scene, folder, "none"), folder))
     assert (resumedFrom, blocks) == (0, NBLOCKS)
 
