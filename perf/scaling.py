@@ -7,8 +7,11 @@ thread that calls ``apply``: writing, statistics, histogram, pyramids, compressi
 serial part that caps every run at 1 / (that CPU) blocks per second. A second table times
 later ``apply`` calls of a 4-block job, which pay the start-up of their workers again.
 
-With ``--real`` the workers compute instead (a numpy expression standing for a user
-function), for machines with the cores to run them (the device machine when one is lent).
+With ``--real`` the workers compute instead: a numpy expression standing for a user
+function, repeated until one block takes about ``--sleep-ms`` of CPU on this machine (timed
+at the start). Its efficiency compares with blocks x that time / the workers that have a
+core to run on (at most the usable CPUs), so it means most on a machine with the cores
+(the device machine when one is lent).
 
 Run: ``make bench-scaling`` (or ``.venv/bin/python perf/scaling.py --help``).
 """
@@ -30,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import makeRaster  # noqa: E402
 
 from sharedapplier import applier  # noqa: E402
+from sharedapplier.cpus import usableCpuCount  # noqa: E402
 from sharedapplier.structures import CW_NONE, CW_PROCESSES, ConcurrencyStyle  # noqa: E402
 
 BLOCK = 256
@@ -53,7 +57,7 @@ class ScalingRow:
     wall: float  # seconds
     mainCpuMs: float  # per block
     otherThreadsMs: float  # per block
-    efficiency: float | None  # None with real compute: no ideal wall to compare with
+    efficiency: float  # ideal wall / wall
 
 
 CASES = [
@@ -71,17 +75,37 @@ EFFICIENCY_GOALS = {(CASES[2].label, 32): 0.65, (CASES[0].label, 64): 0.85}
 STARTUP_GOALS_MS = {8: 15.0, 32: 25.0}
 
 
-def makeUserFunction(sleepSeconds: float, real: bool):
+def makeUserFunction(blockSeconds: float, real: bool):
+    """A user function that sleeps ``blockSeconds`` a block, or computes for about as long
+    (rounds of float arithmetic over the block, as many as take that CPU time here)."""
+    def compute(block, passes):
+        a = block.astype(numpy.float32)
+        for _ in range(passes):
+            a = numpy.sqrt(a * a + 1.0)
+        return a.astype(numpy.uint16)
+
     def userFunction(info, inputs, outputs):
         if real:
-            a = inputs.a.astype(numpy.float32)
-            for _ in range(8):
-                a = numpy.sqrt(a * a + 1.0)
-            outputs.o = a.astype(numpy.uint16)
+            outputs.o = compute(inputs.a, passes)
         else:
-            time.sleep(sleepSeconds)
+            time.sleep(blockSeconds)
             outputs.o = inputs.a
+
+    passes = 0
+    if real:
+        probe = numpy.zeros((1, BLOCK, BLOCK), dtype=numpy.uint16)
+        start = time.thread_time()
+        compute(probe, 50)
+        passes = max(1, round(blockSeconds / ((time.thread_time() - start) / 50)))
     return userFunction
+
+
+def idealWall(nblocks: int, blockSeconds: float, workers: int, real: bool) -> float:
+    """The wall of a run that did nothing but its blocks' work, shared out perfectly: over
+    the workers, or with real compute over those that have a core of their own."""
+    if real:
+        workers = min(max(workers, 1), usableCpuCount())
+    return nblocks * blockSeconds / max(workers, 1)
 
 
 def controlsFor(case: OutputCase, workers: int, folder: str):
@@ -126,10 +150,9 @@ def scalingRows(args, infile, folder):
             wall = statistics.median(r[0] for r in runs)
             cpu = statistics.median(r[1] for r in runs)
             others = statistics.median(r[2] for r in runs)
-            ideal = None if args.real else nblocks * args.sleep_ms / 1000 / workers
+            ideal = idealWall(nblocks, args.sleep_ms / 1000, workers, args.real)
             rows.append(ScalingRow(case.label, workers, wall, 1000 * cpu / nblocks,
-                                   1000 * others / nblocks,
-                                   None if ideal is None else ideal / wall))
+                                   1000 * others / nblocks, ideal / wall))
             print(f"  {case.label:36} {workers:3} workers: {wall:6.2f} s", flush=True)
     return rows
 
@@ -139,7 +162,7 @@ def startupRows(args, folder):
     small = makeRaster(os.path.join(folder, "small.tif"), 2 * BLOCK, seed=2)
     function = makeUserFunction(0.0, False)
     rows = []
-    for workers in (0, *args.workers):
+    for workers in dict.fromkeys((0, *args.workers)):
         controls = controlsFor(CASES[0], workers, folder)
         outfile = os.path.join(folder, "small_out.tif")
         timedApply(function, small, outfile, controls)
@@ -160,7 +183,9 @@ def printTables(scaling, startup, args):
 
 
 def printScaling(scaling, args):
-    what = "real compute" if args.real else f"workers sleeping {args.sleep_ms:g} ms a block"
+    what = (f"real compute, about {args.sleep_ms:g} ms of CPU a block, "
+            f"{usableCpuCount()} usable CPUs" if args.real
+            else f"workers sleeping {args.sleep_ms:g} ms a block")
     print(f"\nScaling, {args.size} x {args.size} uint16, blocks of {BLOCK} x {BLOCK}, CW_PROCESSES, "
           f"{what}; median of {args.runs}")
     print(f"{'output':36} {'workers':>7} {'wall s':>7} {'main CPU ms/block':>18} "
@@ -171,9 +196,8 @@ def printScaling(scaling, args):
             goals.append(f"CPU <= {CPU_GOALS_MS[row.label]:.2f}")
         if (row.label, row.workers) in EFFICIENCY_GOALS:
             goals.append(f"eff >= {EFFICIENCY_GOALS[(row.label, row.workers)]:.2f}")
-        effText = "-" if row.efficiency is None else f"{row.efficiency:.2f}"
         print(f"{row.label:36} {row.workers:7} {row.wall:7.2f} {row.mainCpuMs:18.2f} "
-              f"{row.otherThreadsMs:13.2f} {effText:>10}  " + ", ".join(goals))
+              f"{row.otherThreadsMs:13.2f} {row.efficiency:10.2f}  " + ", ".join(goals))
 
 
 def main(argv=None):
@@ -181,7 +205,8 @@ def main(argv=None):
     parser.add_argument("--workers", default="8,32,64",
                         help="comma-separated worker counts (default 8,32,64)")
     parser.add_argument("--sleep-ms", type=float, default=32.0,
-                        help="what each worker sleeps per block (default 32)")
+                        help="what each worker sleeps per block, or with --real computes "
+                             "(default 32)")
     parser.add_argument("--real", action="store_true",
                         help="workers compute instead of sleeping (needs the cores)")
     parser.add_argument("--runs", type=int, default=1, help="runs per figure (default 1)")

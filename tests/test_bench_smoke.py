@@ -58,19 +58,21 @@ SCALING = BENCH.parent / "scaling.py"
 
 
 @pytest.mark.timeout(120)
-def test_scaling_bench_prints_every_output_and_the_start_up(tmp_path, no_shm_leak, capsys):
+@pytest.mark.parametrize("compute", [[], ["--real"]], ids=["sleeping", "real"])
+def test_scaling_bench_prints_every_output_and_the_start_up(tmp_path, no_shm_leak, capsys,
+                                                            compute):
     spec = importlib.util.spec_from_file_location("sharedapplier_perf_scaling", SCALING)
     scaling = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = scaling
     try:
         spec.loader.exec_module(scaling)
-        rows, startup = scaling.main(["--workers", "2", "--sleep-ms", "1", "--size", "512",
-                                      "--tmpdir", str(tmp_path)])
+        rows, startup = scaling.main(["--workers", "0,2", "--sleep-ms", "1", "--size", "512",
+                                      "--tmpdir", str(tmp_path), *compute])
     finally:
         sys.modules.pop(spec.name, None)
-    assert [r.label for r in rows] == [case.label for case in scaling.CASES]
+    assert [r.label for r in rows] == [c.label for c in scaling.CASES for _ in (0, 2)]
     for r in rows:
-        assert r.workers == 2 and r.wall > 0 and r.mainCpuMs > 0 and 0 < r.efficiency, r
+        assert r.workers in (0, 2) and r.wall > 0 and r.mainCpuMs > 0 and 0 < r.efficiency, r
         assert r.otherThreadsMs >= -0.05, r  # two clocks: a rounding step below zero
     assert [w for w, _ in startup] == [0, 2] and all(ms > 0 for _, ms in startup)
     assert "main CPU ms/block" in capsys.readouterr().out

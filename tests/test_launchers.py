@@ -570,9 +570,10 @@ def test_a_batch_worker_that_died_is_submitted_again(name, request, scene, tmp_p
     other = OtherInputs()
     other.folder = str(tmp_path)
     out = tmp_path / "o.tif"
-    applier.apply(killOnceOnBlock, files(a=scene["path"]), files(out=out), other,
-                  controls=makeControls(tmp_path, kind, extra, computeWorkersRead=True))
+    rtn = applier.apply(killOnceOnBlock, files(a=scene["path"]), files(out=out), other,
+                        controls=makeControls(tmp_path, kind, extra, computeWorkersRead=True))
     np.testing.assert_array_equal(read_raster(out), scene["array"])
+    assert len(rtn.timings.getDurationsForName("restartworker") or []) == 1
     err = capfd.readouterr().err
     backendName = {"slurm": "SLURM", "pbs_double": "PBS", "torque": "PBS",
                    "awsbatch": "AWS Batch"}[name]

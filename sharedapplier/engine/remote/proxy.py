@@ -171,7 +171,8 @@ class WorkerProxy:
             for slot, _ in sent:
                 self.board.markReady(slot)  # as read: the worker computed on a copy
             self.loop = None
-            return replacement.start(self.workerID, blocks, str(lost).splitlines()[0])
+            with self.state.timings.interval("restartworker"):
+                return replacement.start(self.workerID, blocks, str(lost).splitlines()[0])
         except (slots.StopRequested, slots.PeerGone):
             return None  # the run is stopping anyway
         except Exception as e:
