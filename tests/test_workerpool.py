@@ -102,15 +102,28 @@ def wait_gone(pids, seconds=60):
     return [p for p in pids if not gone(p)]
 
 
+def selectorsOpen() -> int:
+    """How many epoll descriptors this process holds (each run's inbox has one)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[eventpoll]"
+        except OSError:
+            pass  # the listing's own descriptor, closed by now
+    return count
+
+
 def test_later_runs_reuse_the_same_workers(image, tmp_path, fresh_pool, no_shm_leak):
     first, used = run(image, tmp_path, 3)
     check_output(image, tmp_path, first, 3)
     pool = workerpool.idleWorkerPids()
     assert len(pool) == 3 and used <= set(pool)
+    selectors = selectorsOpen()
     for _ in range(2):
         later, used = run(image, tmp_path, 3)
         check_output(image, tmp_path, later, 3)
         assert workerpool.idleWorkerPids() == pool and used <= set(pool)
+    assert selectorsOpen() == selectors, "a run left its inbox's selector open"
 
 
 def test_a_smaller_run_uses_some_and_a_larger_one_adds(image, tmp_path, fresh_pool,

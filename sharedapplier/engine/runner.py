@@ -16,7 +16,6 @@ import gc
 import shutil
 import signal
 import threading
-from multiprocessing import connection
 
 from .. import blockwriter, launchers
 from ..blockreader import BlockReader
@@ -279,7 +278,7 @@ class PipelinedRun:
     def _awaitWork(self, wrote: bool) -> None:
         """Wait for the doorbell (or, while a message is on its way, on the pipes)."""
         if self.inbox.expecting():
-            connection.wait(self.inbox.livePipes(), MESSAGE_POLL_SECONDS)
+            self.inbox.waitForMessages(MESSAGE_POLL_SECONDS)
             self.board.awaitDoorbell(0)
         else:
             # after a batch there may be more to write at once; writeComputed asks to be
@@ -297,6 +296,7 @@ class PipelinedRun:
 
     def _shutdown(self):
         self.board.requestStop()
+        self.inbox.close()
         try:
             self.writer.stop()
             if self.mainReader is not None:

@@ -24,6 +24,7 @@ import signal
 import sys
 import threading
 import time
+from multiprocessing import connection
 
 import cloudpickle
 
@@ -279,8 +280,11 @@ class ComputeProcesses:
         return self.conns[workerID]
 
     def deadWorkers(self, finished):
-        return [i for i, p in enumerate(self.started)
-                if i not in finished and not p.is_alive()]
+        """The workers not ``finished`` that have died: one wait on all their sentinels
+        (``is_alive`` on each would make a selector per process, every check)."""
+        running = {p.sentinel: i for i, p in enumerate(self.started) if i not in finished}
+        ended = connection.wait(list(running), timeout=0) if running else []
+        return sorted(running[s] for s in ended if not self.started[running[s]].is_alive())
 
     def stop(self, clean: bool = False):
         """Give the set back: to the idle sets when the run ended ``clean``."""
