@@ -1,6 +1,7 @@
 """Shared pytest fixtures: real raster files written by GDAL, and a /dev/shm leak check."""
 import logging
 import os
+import time
 
 import numpy as np
 import pytest
@@ -89,6 +90,16 @@ def messagesOnStderr():
     logger.addHandler(logging.lastResort)
     yield
     logger.removeHandler(logging.lastResort)
+
+
+def waitUntil(condition, seconds=60.0, what="condition"):
+    """Poll ``condition`` until it is true; AssertionError naming ``what`` after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{what} not reached within {seconds} s")
 
 
 LEFTOVER_PREFIXES = ("rios_", "sharedapplier_run_")

@@ -10,26 +10,16 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
 import psutil
 import pytest
-from conftest import write_raster
+from conftest import waitUntil, write_raster
 
 from sharedapplier import applier, runrecord
 from sharedapplier.cmdline import main as cmdmain
 from sharedapplier.structures import CW_SUBPROC, ConcurrencyStyle, FilenameAssociations
-
-
-def waitUntil(condition, seconds=60.0, what="condition"):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not reached within {seconds} s")
 
 
 @pytest.fixture

@@ -3,10 +3,10 @@ the job script it shows does what it says."""
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from conftest import waitUntil
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -47,7 +47,8 @@ def test_the_job_script_that_resubmits_itself(tmp_path, stopped):
     job = subprocess.Popen(["bash", str(RESUBMIT)], cwd=tmp_path, env=env)
     try:
         if stopped:
-            _waitFor(lambda: (tmp_path / "started").exists() and _catchesSigterm(job.pid))
+            waitUntil(lambda: (tmp_path / "started").exists() and _catchesSigterm(job.pid),
+                      what="the job script running Python")
             job.send_signal(signal.SIGTERM)
         status = job.wait(timeout=60)
     finally:
@@ -67,10 +68,3 @@ def _catchesSigterm(pid):
             return bool(int(line.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
     return False
 
-
-def _waitFor(condition, attempts=600):
-    for _ in range(attempts):
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("the job script never got as far as running Python")

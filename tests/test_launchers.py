@@ -20,7 +20,7 @@ from multiprocessing import AuthenticationError
 
 import numpy as np
 import pytest
-from conftest import read_raster, write_raster
+from conftest import read_raster, waitUntil, write_raster
 from osgeo import gdal
 
 from sharedapplier import applier, imagereader, rioserrors
@@ -468,7 +468,8 @@ def test_interrupted_run_cancels_its_jobs(signum, request, scene, tmp_path):
     script = slowRunScript(scene, tmp_path, "CW_SLURM", 2)
     main = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
     try:
-        _waitUntil(lambda: any(" RUNNING" in job for job in liveJobs("slurm", request)))
+        waitUntil(lambda: any(" RUNNING" in job for job in liveJobs("slurm", request)),
+                  what="a running job")
         main.send_signal(signum)
         _, err = main.communicate(timeout=60)
     finally:
@@ -478,15 +479,6 @@ def test_interrupted_run_cancels_its_jobs(signum, request, scene, tmp_path):
     assertNoJobsLeft("slurm", request)
     assertNothingLeft(tmp_path)
     assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"sa_{main.pid}_")]
-
-
-def _waitUntil(condition, attempts=300):
-    import time
-    for _ in range(attempts):
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError("condition not reached")
 
 
 @pytest.mark.parametrize("printed,expected", [("1234.pbs-server\n", "1234.pbs-server"),
@@ -516,7 +508,7 @@ def test_each_worker_is_described_by_its_own_job(tmp_path):
     script = "import sys, time; time.sleep(30 if sys.argv[-1] == '0' else 0)"
     launcher.submit([0, 1], WorkerCommand((sys.executable, "-c", script)))
     try:
-        _waitUntil(lambda: launcher.describe(1).finished)
+        waitUntil(lambda: launcher.describe(1).finished, what="job 1 finishing")
         time.sleep(2 * launcher.pollInterval)  # so that describing worker 0 asks again
         assert not launcher.describe(0).finished
         assert launcher.describe(0).backendID == f"pid {launcher.procs[0].pid}"
