@@ -4,7 +4,11 @@ Compute workers that sleep ``--sleep-ms`` per block each stand for a core, so th
 machine can show what a 64-core node would meet: efficiency = ideal wall (blocks x sleep /
 workers) / measured wall. The main thread's CPU per block (``time.thread_time`` of the
 thread that calls ``apply``: writing, statistics, histogram, pyramids, compression) is the
-serial part that caps every run at 1 / (that CPU) blocks per second. A second table times
+serial part that caps every run at 1 / (that CPU) blocks per second. The CPU of the main
+process's other threads (file writers, GDAL's compression) and of all the compute processes
+together (from ``/proc``: reading, copying, summaries, the user function) is printed too:
+where the three add up to the cores there are, the machine is the limit, not the engine.
+A second table times
 later ``apply`` calls of a 4-block job, which pay the start-up of their workers again.
 
 With ``--real`` the workers compute instead: a numpy expression standing for a user
@@ -34,6 +38,7 @@ from bench import makeRaster  # noqa: E402
 
 from sharedapplier import applier  # noqa: E402
 from sharedapplier.cpus import usableCpuCount  # noqa: E402
+from sharedapplier.engine import workerpool  # noqa: E402
 from sharedapplier.structures import CW_NONE, CW_PROCESSES, ConcurrencyStyle  # noqa: E402
 
 BLOCK = 256
@@ -57,6 +62,7 @@ class ScalingRow:
     wall: float  # seconds
     mainCpuMs: float  # per block
     otherThreadsMs: float  # per block
+    workersMs: float  # per block, all compute processes together
     efficiency: float  # ideal wall / wall
 
 
@@ -124,18 +130,48 @@ def controlsFor(case: OutputCase, workers: int, folder: str):
     return c
 
 
-def timedApply(function, infile, outfile, controls):
-    """(wall seconds, main-thread CPU seconds, CPU seconds of the main process's other
-    threads: file writers, GDAL's compression threads, read threads) of one apply call."""
+@dataclass(frozen=True)
+class CallTimes:
+    """What one apply call took, in seconds."""
+
+    wall: float
+    mainCpu: float  # the thread that called apply
+    otherThreadsCpu: float  # the main process's other threads: file writers, GDAL's own
+    workersCpu: float  # the compute processes (user function, reading, copying, summaries)
+
+
+def workerCpuSeconds() -> dict[int, float]:
+    """pid -> CPU seconds so far, of each compute process that stays between calls."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    seconds = {}
+    for pid in workerpool.idleWorkerPids():
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        seconds[pid] = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+    return seconds
+
+
+def timedApply(function, infile, outfile, controls) -> CallTimes:
+    """Time one apply call."""
     infiles, outfiles = applier.FilenameAssociations(), applier.FilenameAssociations()
     infiles.a, outfiles.o = infile, outfile
     for suffix in ("", ".aux.xml", ".ovr"):
         if os.path.exists(outfile + suffix):
             os.remove(outfile + suffix)
+    workersBefore = workerCpuSeconds()
     wall, cpu, process = time.perf_counter(), time.thread_time(), time.process_time()
     applier.apply(function, infiles, outfiles, controls=controls)
     cpu = time.thread_time() - cpu
-    return time.perf_counter() - wall, cpu, time.process_time() - process - cpu
+    wall, process = time.perf_counter() - wall, time.process_time() - process
+    workers = sum(t - workersBefore.get(pid, 0.0) for pid, t in workerCpuSeconds().items())
+    return CallTimes(wall, cpu, process - cpu, workers)
+
+
+def medianPerBlockMs(seconds: list[float], nblocks: int) -> float:
+    return 1000 * statistics.median(seconds) / nblocks
 
 
 def scalingRows(args, infile, folder):
@@ -147,12 +183,13 @@ def scalingRows(args, infile, folder):
             outfile = os.path.join(folder, f"out.{'tif' if case.driver == 'GTiff' else 'img'}")
             runs = [timedApply(function, infile, outfile, controlsFor(case, workers, folder))
                     for _ in range(args.runs)]
-            wall = statistics.median(r[0] for r in runs)
-            cpu = statistics.median(r[1] for r in runs)
-            others = statistics.median(r[2] for r in runs)
+            wall = statistics.median(r.wall for r in runs)
             ideal = idealWall(nblocks, args.sleep_ms / 1000, workers, args.real)
-            rows.append(ScalingRow(case.label, workers, wall, 1000 * cpu / nblocks,
-                                   1000 * others / nblocks, ideal / wall))
+            rows.append(ScalingRow(case.label, workers, wall,
+                                   medianPerBlockMs([r.mainCpu for r in runs], nblocks),
+                                   medianPerBlockMs([r.otherThreadsCpu for r in runs], nblocks),
+                                   medianPerBlockMs([r.workersCpu for r in runs], nblocks),
+                                   ideal / wall))
             print(f"  {case.label:36} {workers:3} workers: {wall:6.2f} s", flush=True)
     return rows
 
@@ -166,7 +203,8 @@ def startupRows(args, folder):
         controls = controlsFor(CASES[0], workers, folder)
         outfile = os.path.join(folder, "small_out.tif")
         timedApply(function, small, outfile, controls)
-        walls = [timedApply(function, small, outfile, controls)[0] for _ in range(args.runs)]
+        walls = [timedApply(function, small, outfile, controls).wall
+                 for _ in range(args.runs)]
         rows.append((workers, 1000 * statistics.median(walls)))
     return rows
 
@@ -189,7 +227,7 @@ def printScaling(scaling, args):
     print(f"\nScaling, {args.size} x {args.size} uint16, blocks of {BLOCK} x {BLOCK}, CW_PROCESSES, "
           f"{what}; median of {args.runs}")
     print(f"{'output':36} {'workers':>7} {'wall s':>7} {'main CPU ms/block':>18} "
-          f"{'other threads':>13} {'efficiency':>10}  goals")
+          f"{'other threads':>13} {'workers':>8} {'efficiency':>10}  goals")
     for row in scaling:
         goals = []
         if row.label in CPU_GOALS_MS:
@@ -197,7 +235,8 @@ def printScaling(scaling, args):
         if (row.label, row.workers) in EFFICIENCY_GOALS:
             goals.append(f"eff >= {EFFICIENCY_GOALS[(row.label, row.workers)]:.2f}")
         print(f"{row.label:36} {row.workers:7} {row.wall:7.2f} {row.mainCpuMs:18.2f} "
-              f"{row.otherThreadsMs:13.2f} {row.efficiency:10.2f}  " + ", ".join(goals))
+              f"{row.otherThreadsMs:13.2f} {row.workersMs:8.2f} {row.efficiency:10.2f}  "
+              + ", ".join(goals))
 
 
 def main(argv=None):
