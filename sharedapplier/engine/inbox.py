@@ -77,8 +77,6 @@ class Inbox:
 
     def waitForMessages(self, timeout: float) -> list:
         """The pipes with something to read (or at their end), waiting up to ``timeout``."""
-        if not self.fdOf:
-            return []
         return [key.data for key, _ in self.selector.select(timeout)
                 if key.data not in self.closed and not key.data.closed]
 
