@@ -4,7 +4,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test testbeds bench bench-launchers bench-scaling lint docs clean gdal
+.PHONY: setup demo test testbeds bench bench-launchers bench-scaling bench-faults lint docs clean gdal
 
 setup: $(STAMP)
 
@@ -55,6 +55,9 @@ bench-launchers: setup testbeds
 
 bench-scaling: setup
 	$(VPY) perf/scaling.py --runs 3
+
+bench-faults: setup
+	$(VPY) perf/faults.py
 
 docs: setup
 	$(VPY) -m sphinx -W --keep-going -b html docs docs/_build/html

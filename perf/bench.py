@@ -755,12 +755,13 @@ def _gdalCache(mib):
 
 
 @contextlib.contextmanager
-def _picklableByValue():
-    """When imported (not run as a script), ship this module's functions to workers by value."""
+def picklableByValue(moduleName: str):
+    """When module ``moduleName`` was imported (not run as a script), ship its functions and
+    classes to workers by value: the workers cannot import a benchmark by its name."""
     import cloudpickle
-    module = sys.modules.get(__name__)
+    module = sys.modules.get(moduleName)
     registered = False
-    if __name__ != "__main__" and module is not None:
+    if moduleName != "__main__" and module is not None:
         with contextlib.suppress(Exception):
             cloudpickle.register_pickle_by_value(module)
             registered = True
@@ -792,7 +793,7 @@ def main(argv=None):
     log(f"sharedapplier bench: {ncpu} usable CPUs, {runsText} timed run(s) per figure, "
         f"GDAL {gdal.__version__}, temp folder {folder}")
     try:
-        with _gdalCache(args.gdal_cachemax), _picklableByValue():
+        with _gdalCache(args.gdal_cachemax), picklableByValue(__name__):
             inputs = Inputs(folder)
             for w in workloads:
                 size = w.quickSize if args.quick else w.size

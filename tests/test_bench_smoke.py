@@ -77,3 +77,27 @@ def test_scaling_bench_prints_every_output_and_the_start_up(tmp_path, no_shm_lea
         assert r.workersMs >= 0, r  # /proc's clock ticks: 4 blocks may not reach one
     assert [w for w, _ in startup] == [0, 2] and all(ms > 0 for _, ms in startup)
     assert "main CPU ms/block" in capsys.readouterr().out
+
+
+FAULTS = BENCH.parent / "faults.py"
+
+
+@pytest.mark.timeout(180)
+def test_faults_bench_prints_each_figure(tmp_path, no_shm_leak, capsys):
+    spec = importlib.util.spec_from_file_location("sharedapplier_perf_faults", FAULTS)
+    faults = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = faults
+    try:
+        spec.loader.exec_module(faults)
+        figures = faults.main(["--workers", "2", "--sleep-ms", "5", "--size", "1024",
+                               "--runs", "1", "--long-block-s", "5", "--tmpdir",
+                               str(tmp_path)])
+    finally:
+        sys.modules.pop(spec.name, None)
+    for stop in figures["stop"] + figures["stopInLongBlock"]:
+        assert stop.exitStatus != 0 and stop.seconds > 0 and stop.blocksInJournal > 0, stop
+    assert all(s > 0 for s in figures["deadly"])
+    assert all(calm > 0 and killed > 0 for calm, killed in figures["deathCost"])
+    printed = capsys.readouterr().out
+    assert "SIGTERM half way to exit" in printed and "kills every worker" in printed
+    assert not list(tmp_path.iterdir()), "the benchmark left files behind"
