@@ -1,6 +1,6 @@
 """Runs that survive: how long the engine takes to stop, or to carry on, after a fault.
 
-Three figures, each the median of ``--runs`` tries, with CW_PROCESSES workers that sleep
+Three kinds of figure, each the median of ``--runs`` tries, with CW_PROCESSES workers that sleep
 ``--sleep-ms`` a block (1024 blocks of 256 x 256 uint16, into the default output: GTiff,
 DEFLATE, statistics, pyramids):
 
@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import logging
 import os
+import pickle
 import signal
 import statistics
 import subprocess
@@ -78,7 +79,6 @@ class StopFigure:
 
 def journalBlocks(outfile: str) -> int:
     """Blocks the output's journal names (0 while there is none)."""
-    import pickle
     try:
         with open(journal.journalPath(outfile), "rb") as f:
             return pickle.load(f).blocksDone
@@ -110,7 +110,7 @@ def stopOnce(folder: str, infile: str, args, longBlock: int | None) -> StopFigur
             if longBlock is not None and os.path.exists(outfile + ".long"):
                 time.sleep(0.2)  # well inside the long block
                 break
-            time.sleep(0.02)
+            time.sleep(0.005)
         if proc.poll() is not None:
             raise RuntimeError(f"the run ended before the signal: {proc.stderr.read()}")
         start = time.perf_counter()

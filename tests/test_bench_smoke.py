@@ -89,7 +89,8 @@ def test_faults_bench_prints_each_figure(tmp_path, no_shm_leak, capsys):
     sys.modules[spec.name] = faults
     try:
         spec.loader.exec_module(faults)
-        figures = faults.main(["--workers", "2", "--sleep-ms", "5", "--size", "1024",
+        # 16 blocks of 100 ms on 2 workers: the half-way signal comes 0.4 s before the end
+        figures = faults.main(["--workers", "2", "--sleep-ms", "100", "--size", "1024",
                                "--runs", "1", "--long-block-s", "5", "--tmpdir",
                                str(tmp_path)])
     finally:

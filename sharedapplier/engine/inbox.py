@@ -3,10 +3,10 @@
 Each party has a pipe to the main process and announces each message on the board before
 sending it, so the main process reads the pipes only when something is there
 (:meth:`Inbox.expecting`), and then asks one selector, kept for the run, which pipes have
-something: a wait costs the same with 64 workers as with 2. Messages are handled by their class (:mod:`.messages`); a
-:class:`~.messages.WorkerFailed` is the one way any failure reaches the main process, and
-is raised there as a WorkerExceptionError whose ``__cause__`` is the worker's own
-exception, rebuilt.
+something: a wait costs the same with 64 workers as with 2. Messages are handled by their
+class (:mod:`.messages`); a :class:`~.messages.WorkerFailed` is the one way any failure
+reaches the main process, and is raised there as a WorkerExceptionError whose
+``__cause__`` is the worker's own exception, rebuilt.
 """
 from __future__ import annotations
 

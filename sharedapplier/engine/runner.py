@@ -296,7 +296,6 @@ class PipelinedRun:
 
     def _shutdown(self):
         self.board.requestStop()
-        self.inbox.close()
         try:
             self.writer.stop()
             if self.mainReader is not None:
@@ -308,6 +307,7 @@ class PipelinedRun:
             for timers in self.readers.timers:
                 self.timings.merge(timers)
         finally:
+            self.inbox.close()
             self.pool.release()
 
 
