@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import logging
 import os
-import pickle
 import signal
 import statistics
 import subprocess
@@ -79,11 +78,8 @@ class StopFigure:
 
 def journalBlocks(outfile: str) -> int:
     """Blocks the output's journal names (0 while there is none)."""
-    try:
-        with open(journal.journalPath(outfile), "rb") as f:
-            return pickle.load(f).blocksDone
-    except (OSError, EOFError, pickle.UnpicklingError):
-        return 0
+    entry = journal.loadEntry(journal.journalPath(outfile))
+    return 0 if entry is None else entry.blocksDone
 
 
 def stopOnce(folder: str, infile: str, args, longBlock: int | None) -> StopFigure:
@@ -102,17 +98,22 @@ def stopOnce(folder: str, infile: str, args, longBlock: int | None) -> StopFigur
                str(args.workers)]
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
+    if longBlock is None:
+        def due():
+            return journalBlocks(outfile) >= nblocks // 2
+    else:
+        def due():
+            return os.path.exists(outfile + ".long")
     try:
         deadline = time.monotonic() + 300
-        while proc.poll() is None and time.monotonic() < deadline:
-            if longBlock is None and journalBlocks(outfile) >= nblocks // 2:
-                break
-            if longBlock is not None and os.path.exists(outfile + ".long"):
-                time.sleep(0.2)  # well inside the long block
-                break
+        while not due():
+            if proc.poll() is not None:
+                raise RuntimeError(f"the run ended before the signal: {proc.stderr.read()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("the run did not get far enough for the signal in 300 s")
             time.sleep(0.005)
-        if proc.poll() is not None:
-            raise RuntimeError(f"the run ended before the signal: {proc.stderr.read()}")
+        if longBlock is not None:
+            time.sleep(0.2)  # well inside the long block
         start = time.perf_counter()
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=120)

@@ -8,8 +8,8 @@ serial part that caps every run at 1 / (that CPU) blocks per second. The CPU of 
 process's other threads (file writers, GDAL's compression) and of all the compute processes
 together (from ``/proc``: reading, copying, summaries, the user function) is printed too:
 where the three add up to the cores there are, the machine is the limit, not the engine.
-A second table times
-later ``apply`` calls of a 4-block job, which pay the start-up of their workers again.
+A second table times later ``apply`` calls of a 4-block job, which pay the start-up of
+their workers again.
 
 With ``--real`` the workers compute instead: a numpy expression standing for a user
 function, repeated until one block takes about ``--sleep-ms`` of CPU on this machine (timed

@@ -126,7 +126,7 @@ def findResumption(outfiles, fingerprint: dict) -> Resumption | None:
     None, saying why when there were journals."""
     entries, missing = {}, []
     for name, seqNum, filename in outfiles:
-        entry = _load(journalPath(filename))
+        entry = loadEntry(journalPath(filename))
         if entry is None or not os.path.exists(filename):
             missing.append(filename)
         else:
@@ -154,7 +154,8 @@ def _startAgain(why: str) -> None:
     return None
 
 
-def _load(path: str) -> JournalEntry | None:
+def loadEntry(path: str) -> JournalEntry | None:
+    """The journal entry kept at ``path``, or None when there is none to read."""
     try:
         with open(path, "rb") as f:
             entry = pickle.load(f)
@@ -195,7 +196,7 @@ class Journal:
     @staticmethod
     def _write(filename: str, entry: JournalEntry) -> None:
         path = journalPath(filename)
-        earlier = _load(path)
+        earlier = loadEntry(path)
         if earlier is not None and earlier.fingerprint == entry.fingerprint:
             entry.previous = replace(earlier, previous=None)
         partial = path + ".tmp"

@@ -2,7 +2,6 @@
 the same script runs again, and its outputs are the image an uninterrupted run writes. A
 run whose fingerprint differs starts again. Real processes, real signals."""
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -84,14 +83,9 @@ def cleanedUp(folder, midRun=True):
 def journalBlocks(folder):
     """The blocks a resumed run starts from: the fewest that the two outputs' latest
     journal entries name (a kill between their two commits leaves one a row behind)."""
-    done = []
-    for name in ("out.tif", "out.img"):
-        try:
-            with open(journal.journalPath(str(folder / name)), "rb") as f:
-                done.append(pickle.load(f).blocksDone)
-        except (OSError, EOFError, pickle.UnpicklingError):
-            return 0
-    return min(done)
+    entries = [journal.loadEntry(journal.journalPath(str(folder / name)))
+               for name in ("out.tif", "out.img")]
+    return 0 if any(e is None for e in entries) else min(e.blocksDone for e in entries)
 
 
 def finished(proc, timeout=120):

@@ -43,11 +43,10 @@ class Inbox:
         self.writer = writer
         self.timings = timings
         self.workerConns = list(workerConns)
-        self.conns = list(readerConns) + self.workerConns
         self.closed: set = set()
         self.selector = selectors.DefaultSelector()
         self.fdOf: dict = {}  # conn -> the fd it was registered with (closed conns have none)
-        for conn in self.conns:
+        for conn in list(readerConns) + self.workerConns:
             self._watch(conn)
         self.finished: set[int] = set()
         self.otherArgsList: list = []
@@ -77,8 +76,7 @@ class Inbox:
 
     def waitForMessages(self, timeout: float) -> list:
         """The pipes with something to read (or at their end), waiting up to ``timeout``."""
-        return [key.data for key, _ in self.selector.select(timeout)
-                if key.data not in self.closed and not key.data.closed]
+        return [key.data for key, _ in self.selector.select(timeout) if not key.data.closed]
 
     def hasUnread(self, conn) -> bool:
         return conn not in self.closed and not conn.closed and conn.poll(0)
@@ -127,7 +125,6 @@ class Inbox:
         announced and never sent are written off."""
         old = self.workerConns[workerID]
         self.workerConns[workerID] = conn
-        self.conns = [c for c in self.conns if c is not old] + [conn]
         self._unwatch(old)  # before watching conn, which may have been given its fd
         self._watch(conn)
         self.received = max(self.received, self.board.messagesAnnounced())
